@@ -1,0 +1,139 @@
+"""Conditions: the fixed set of predicates a rule may use.
+
+A compiled condition is a conjunction of terms, written in ``policy.csv`` as
+``fact<=200000 & other==true``. The text comes only from compiled policy, never from a
+request; it is parsed by :func:`parse` against a grammar of seven operators and evaluated by
+plain Python comparisons (no ``eval``). Request values are data, never code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Union
+
+from remit._facts import FactType
+
+FactValue = Union[bool, int, str, frozenset[str]]
+
+# YAML key -> compiled operator
+YAML_OPERATORS: dict[str, str] = {
+    "is": "==",
+    "not": "!=",
+    "max": "<=",
+    "below": "<",
+    "min": ">=",
+    "above": ">",
+    "in": "in",
+    "not_in": "not_in",
+    "has": "has",
+}
+OPERATORS_FOR_TYPE: dict[FactType, frozenset[str]] = {
+    FactType.BOOL: frozenset({"=="}),
+    FactType.INT: frozenset({"==", "!=", "<=", "<", ">=", ">"}),
+    FactType.MONEY: frozenset({"<=", "<", ">=", ">"}),
+    FactType.ENUM: frozenset({"==", "!=", "in", "not_in"}),
+    FactType.ROLES: frozenset({"has"}),
+}
+
+_TERM = re.compile(
+    r"^(?P<fact>[a-z][a-z0-9_]*)\s*(?P<op><=|>=|==|!=|<|>|\s+in\s+|\s+not_in\s+|\s+has\s+)\s*"
+    r"(?P<value>[A-Za-z0-9_|]+)$"
+)
+
+
+@dataclass(frozen=True)
+class Term:
+    fact: str
+    op: str
+    value: bool | int | str | frozenset[str]
+
+    def text(self) -> str:
+        if isinstance(self.value, bool):
+            v = "true" if self.value else "false"
+        elif isinstance(self.value, frozenset):
+            v = "|".join(sorted(self.value))
+        else:
+            v = str(self.value)
+        if self.op in ("in", "not_in", "has"):
+            return f"{self.fact} {self.op} {v}"
+        return f"{self.fact}{self.op}{v}"
+
+    def holds(self, ctx: Mapping[str, FactValue]) -> bool:
+        actual = ctx[self.fact]  # KeyError: a missing fact is a fault, never an allow
+        op, want = self.op, self.value
+        if op == "==":
+            return actual == want
+        if op == "!=":
+            return actual != want
+        if op == "has":
+            assert isinstance(actual, frozenset)
+            return want in actual
+        if op in ("in", "not_in"):
+            assert isinstance(want, frozenset)
+            inside = actual in want
+            return inside if op == "in" else not inside
+        assert isinstance(actual, int) and isinstance(want, int)
+        assert not isinstance(actual, bool)
+        if op == "<=":
+            return actual <= want
+        if op == "<":
+            return actual < want
+        if op == ">=":
+            return actual >= want
+        if op == ">":
+            return actual > want
+        raise ValueError(f"unknown operator {op!r}")
+
+
+Condition = tuple[Term, ...]
+
+
+def render(cond: Condition) -> str:
+    """The compiled text of a condition (``""`` for always)."""
+    return " & ".join(t.text() for t in cond)
+
+
+@lru_cache(maxsize=4096)
+def parse(text: str) -> Condition:
+    """Parse compiled condition text. Raises ValueError on anything outside the grammar."""
+    if not text.strip():
+        return ()
+    terms: list[Term] = []
+    for raw in text.split("&"):
+        m = _TERM.match(raw.strip())
+        if not m:
+            raise ValueError(f"condition term outside the grammar: {raw.strip()!r}")
+        op = m.group("op").strip()
+        value_text = m.group("value")
+        value: bool | int | str | frozenset[str]
+        if op in ("in", "not_in"):
+            value = frozenset(value_text.split("|"))
+        elif op == "has":
+            value = value_text
+        elif value_text in ("true", "false"):
+            value = value_text == "true"
+        elif re.fullmatch(r"-?[0-9]+", value_text):
+            value = int(value_text)
+        else:
+            value = value_text
+        terms.append(Term(m.group("fact"), op, value))
+    return tuple(terms)
+
+
+def holds(text: str, ctx: Mapping[str, FactValue]) -> bool:
+    """True when every term of the compiled condition holds in ``ctx``."""
+    return all(t.holds(ctx) for t in parse(text))
+
+
+def facts_of(cond: Condition) -> frozenset[str]:
+    return frozenset(t.fact for t in cond)
+
+
+def pounds(pence: int) -> str:
+    """£2,000.00 from 200000."""
+    sign = "-" if pence < 0 else ""
+    pence = abs(pence)
+    return f"{sign}£{pence // 100:,}.{pence % 100:02d}"

@@ -1,0 +1,422 @@
+"""The decision engine: validate a request against the catalogue, then decide.
+
+Evaluation walks the compiled lines of one (council, decision) in Casbin priority order —
+the same order and matcher as the Casbin model, so the Casbin reference evaluator
+(:mod:`remit._reference`) must agree with it, and the differential tests check that it does.
+Every request is validated before any line is looked at: unknown names and wrong types
+raise :class:`InvalidArgument` / :class:`NotFound`, never an allow.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from remit._conditions import FactValue, Term, pounds
+from remit._errors import InvalidArgument, NotFound
+from remit._facts import ACTOR_FACTS, LEGAL_STATUS_GROUPS, FactSpec, FactType
+from remit._policy import CouncilPolicy, Decision, Line, Obligation, PolicySet, Rule
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+MAX_ROLES = 16
+MAX_AREAS = 32
+MAX_FACTS = 64
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str
+    roles: tuple[str, ...]
+    service_areas: tuple[str, ...] = ()
+    agency: bool = False
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A recorded development opportunity (e.g. Gloucestershire 4.2)."""
+
+    decision: str
+    remaining: int
+    expires: date
+
+
+@dataclass(frozen=True)
+class Request:
+    council: str
+    decision: str
+    actor: Actor
+    facts: Mapping[str, FactValue] = field(default_factory=dict)
+    service_area: str = ""
+    grant: Grant | None = None
+    decision_time: datetime | None = None
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Citation:
+    council: str
+    document: str
+    section: str
+    quote: str
+    reading: str
+
+
+@dataclass(frozen=True)
+class Authoriser:
+    role: str
+    title: str
+    rule: str
+    section: str
+    conditions: str  # plain words; "" when unconditional
+
+
+@dataclass(frozen=True)
+class Answer:
+    allowed: bool
+    reason: str
+    rule: str  # deciding rule id, "" for a default deny
+    citation: Citation | None
+    obligations: tuple[Obligation, ...]
+    authorisers: tuple[Authoriser, ...]
+    failed_conditions: tuple[str, ...]
+    decided_outside: str
+    policy_version: str
+    decision_id: str
+    council: str
+    decision: str
+    matched_role: str  # the actor role the deciding line matched ("" on default deny)
+    area: str
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request: the policy it is decided under and the typed context."""
+
+    policy: CouncilPolicy
+    decision: Decision
+    roles: frozenset[str]
+    area: str
+    ctx: Mapping[str, FactValue]
+
+
+def _check_name(field_name: str, value: str, pattern: re.Pattern[str] = NAME_PATTERN) -> None:
+    if not value:
+        raise InvalidArgument(field_name, "is required")
+    if not pattern.match(value):
+        raise InvalidArgument(
+            field_name, f"must match {pattern.pattern} (got {len(value)} characters)"
+        )
+
+
+def prepare(policies: PolicySet, req: Request) -> Prepared:
+    """Validate ``req`` against the catalogue. Raises InvalidArgument / NotFound."""
+    _check_name("council", req.council)
+    policy = policies.councils.get(req.council)
+    if policy is None:
+        raise NotFound("council", f"unknown council {req.council!r}")
+    _check_name("decision", req.decision)
+    decision = policy.decisions.get(req.decision)
+    if decision is None:
+        raise NotFound("decision", f"council {req.council!r} has no decision {req.decision!r}")
+    if req.request_id:
+        _check_name("request_id", req.request_id, ID_PATTERN)
+    _check_name("actor.id", req.actor.id, ID_PATTERN)
+    if not req.actor.roles:
+        raise InvalidArgument("actor.roles", "at least one role is required")
+    if len(req.actor.roles) > MAX_ROLES:
+        raise InvalidArgument("actor.roles", f"at most {MAX_ROLES} roles")
+    for i, role in enumerate(req.actor.roles):
+        _check_name(f"actor.roles[{i}]", role)
+        if role not in policy.roles:
+            raise NotFound(f"actor.roles[{i}]", f"council {req.council!r} has no role {role!r}")
+    if len(req.actor.service_areas) > MAX_AREAS:
+        raise InvalidArgument("actor.service_areas", f"at most {MAX_AREAS} areas")
+    for i, area in enumerate(req.actor.service_areas):
+        _check_name(f"actor.service_areas[{i}]", area)
+        if area not in policy.areas:
+            raise NotFound(
+                f"actor.service_areas[{i}]", f"council {req.council!r} has no area {area!r}"
+            )
+    if req.service_area:
+        _check_name("context.service_area", req.service_area)
+        if req.service_area not in policy.areas:
+            raise NotFound(
+                "context.service_area", f"council {req.council!r} has no area {req.service_area!r}"
+            )
+    area = _effective_area(policy, decision, req)
+    ctx = _context(policy, decision, req)
+    return Prepared(policy, decision, frozenset(req.actor.roles), area, ctx)
+
+
+def _effective_area(policy: CouncilPolicy, decision: Decision, req: Request) -> str:
+    """The area the decision is taken in, when the actor works there; else ""."""
+    scoped = any(line.area != "*" for line in decision.lines)
+    actor_areas = set(req.actor.service_areas)
+    if req.service_area:
+        if actor_areas and req.service_area not in actor_areas:
+            return ""  # acting outside one's own areas: no area-limited rule applies
+        return req.service_area
+    if len(actor_areas) == 1:
+        return next(iter(actor_areas))
+    if scoped and len(actor_areas) > 1:
+        raise InvalidArgument(
+            "context.service_area",
+            f"required: {decision.id} is limited by service area and the actor works in "
+            f"{len(actor_areas)} areas",
+        )
+    return ""
+
+
+def _context(policy: CouncilPolicy, decision: Decision, req: Request) -> dict[str, FactValue]:
+    if len(req.facts) > MAX_FACTS:
+        raise InvalidArgument("context.facts", f"at most {MAX_FACTS} facts")
+    ctx: dict[str, FactValue] = {}
+    for fid, value in req.facts.items():
+        field_name = f"context.{fid}" if fid in policy.facts and fid not in policy.declared_facts else f"context.facts[{fid}]"
+        spec = policy.facts.get(fid)
+        if spec is None or spec.derived or fid in ACTOR_FACTS:
+            raise NotFound(field_name, f"council {req.council!r} declares no fact {fid!r}")
+        ctx[fid] = _typed(policy, spec, field_name, value)
+    # defaults and derived facts
+    for fid, spec in policy.facts.items():
+        if fid in ctx or spec.derived:
+            continue
+        if spec.type is FactType.BOOL:
+            ctx[fid] = False
+        elif spec.type is FactType.ROLES:
+            ctx[fid] = frozenset()
+    ctx["actor_agency"] = req.actor.agency
+    if "legal_status" in ctx:
+        ctx["legal_status_group"] = LEGAL_STATUS_GROUPS[str(ctx["legal_status"])]
+    when = req.decision_time or datetime.now(UTC)
+    grant = req.grant
+    if grant is not None:
+        _check_name("context.grant.decision", grant.decision)
+        if grant.remaining < 0:
+            raise InvalidArgument("context.grant.remaining", "must not be negative")
+    applies = grant is not None and grant.decision == decision.id
+    ctx["grant_remaining"] = grant.remaining if grant is not None and applies else 0
+    ctx["grant_unexpired"] = bool(grant is not None and applies and grant.expires >= when.date())
+    for fid in decision.required_facts:
+        if fid not in ctx:
+            spec = policy.facts[fid]
+            where = f"context.facts[{fid}]" if fid in policy.declared_facts else f"context.{fid}"
+            raise InvalidArgument(
+                where, f"required: a rule of {decision.id} tests {spec.label} ({spec.type.value})"
+            )
+    return ctx
+
+
+def _typed(policy: CouncilPolicy, spec: FactSpec, field_name: str, value: FactValue) -> FactValue:
+    t = spec.type
+    if t is FactType.BOOL:
+        if not isinstance(value, bool):
+            raise InvalidArgument(field_name, "must be a bool")
+        return value
+    if t in (FactType.INT, FactType.MONEY):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgument(field_name, f"must be an integer{' (pence)' if t is FactType.MONEY else ''}")
+        if value < 0 or value > 10**13:
+            raise InvalidArgument(field_name, "out of range")
+        return value
+    if t is FactType.ENUM:
+        if not isinstance(value, str) or value not in spec.values:
+            raise InvalidArgument(field_name, f"must be one of {', '.join(spec.values)}")
+        return value
+    if not isinstance(value, frozenset):
+        raise InvalidArgument(field_name, "must be a list of role ids")
+    for role in value:
+        if role not in policy.roles:
+            raise NotFound(field_name, f"council {policy.council!r} has no role {role!r}")
+    return value
+
+
+def first_match(prep: Prepared) -> Line | None:
+    """The deciding line: first in priority order whose area, role and condition match."""
+    for line in prep.decision.lines:
+        if line.area != "*" and line.area != prep.area:
+            continue
+        if line.matching_roles is not None and not (line.matching_roles & prep.roles):
+            continue
+        if all(t.holds(prep.ctx) for t in line.cond):
+            return line
+    return None
+
+
+def decide(policies: PolicySet, req: Request) -> Answer:
+    """Validate and decide one request."""
+    prep = prepare(policies, req)
+    return answer(policies.version, prep, first_match(prep))
+
+
+# -- explanation ------------------------------------------------------------------------
+
+
+def _titles(policy: CouncilPolicy, roles: frozenset[str] | tuple[str, ...]) -> str:
+    names = [policy.roles[r].title for r in sorted(roles, key=lambda r: policy.roles[r].rank, reverse=True)]
+    return " / ".join(names)
+
+
+def _council_ref(policy: CouncilPolicy, section: str) -> str:
+    return f"{policy.name.removesuffix(' Council').removesuffix(' Borough Council').removesuffix(' County Council')} {section}"
+
+
+def describe_term(policy: CouncilPolicy, term: Term) -> str:
+    """A condition term in plain words ("up to £2,000.00")."""
+    spec = policy.facts[term.fact]
+    v = term.value
+    if spec.type is FactType.BOOL:
+        return spec.label if v else f"not {spec.label}"
+    if spec.type is FactType.ROLES:
+        title = policy.roles[str(v)].title
+        if term.fact == "absent_roles":
+            return f"only while the {title} is absent"
+        if term.fact == "concurring_roles":
+            return f"only with the agreement of the {title}"
+        return f"{spec.label} include the {title}"
+    if isinstance(v, frozenset):
+        words = " or ".join(sorted(v))
+        return f"{spec.label} is {words}" if term.op == "in" else f"{spec.label} is not {words}"
+    shown = pounds(int(v)) if spec.type is FactType.MONEY else str(v)
+    what = {
+        "<=": "up to",
+        "<": "below",
+        ">=": "at least",
+        ">": "over",
+        "==": "exactly",
+        "!=": "not",
+    }[term.op]
+    return f"{spec.label} {what} {shown}"
+
+
+def _failed(policy: CouncilPolicy, line: Line, rule: Rule, ctx: Mapping[str, FactValue]) -> list[str]:
+    out: list[str] = []
+    pre = {o.fact: o.text for o in rule.obligations if o.kind == "precondition"}
+    who = _titles(policy, (line.role,)) if line.role != "*" else "anyone"
+    ref = _council_ref(policy, rule.section)
+    for term in line.cond:
+        if term.holds(ctx):
+            continue
+        spec = policy.facts[term.fact]
+        actual = ctx[term.fact]
+        if term.fact in pre:
+            out.append(f"precondition not met: {pre[term.fact]} ({ref})")
+        elif spec.type is FactType.MONEY and isinstance(actual, int) and isinstance(term.value, int):
+            if term.op in ("<=", "<"):
+                out.append(
+                    f"{pounds(actual)} ({spec.label}) is above the {who} ceiling of "
+                    f"{pounds(term.value)} ({ref})"
+                )
+            else:
+                out.append(
+                    f"{pounds(actual)} ({spec.label}) is not over {pounds(term.value)}, "
+                    f"which {ref} requires for the {who}"
+                )
+        elif spec.type is FactType.BOOL:
+            if term.value:
+                out.append(f"{who} only with {spec.label} ({ref}); not recorded in the request")
+            else:
+                out.append(f"{who} not with {spec.label} ({ref})")
+        else:
+            out.append(f"{who}: {describe_term(policy, term)} ({ref})")
+    return out
+
+
+def summary(policy: CouncilPolicy, line: Line) -> str:
+    return "; ".join(describe_term(policy, t) for t in line.cond)
+
+
+def _steps(rule: Rule) -> frozenset[str]:
+    """Facts an authoriser satisfies by acting (preconditions, agreements), not case facts."""
+    return frozenset(
+        {o.fact for o in rule.obligations if o.kind == "precondition"} | {"concurring_roles"}
+    )
+
+
+def authorisers(prep: Prepared) -> tuple[Authoriser, ...]:
+    """Roles whose permission would hold in this context, lowest post first."""
+    policy = prep.policy
+    found: dict[str, Authoriser] = {}
+    for line in prep.decision.lines:
+        if line.effect != "allow" or line.role == "*":
+            continue
+        if line.area != "*" and prep.area and line.area != prep.area:
+            continue
+        rule = policy.rules[line.rule]
+        steps = _steps(rule)
+        if not all(t.holds(prep.ctx) for t in line.cond if t.fact not in steps):
+            continue
+        if line.role in found:
+            continue
+        found[line.role] = Authoriser(
+            line.role, policy.roles[line.role].title, rule.id, rule.section, summary(policy, line)
+        )
+    return tuple(sorted(found.values(), key=lambda a: (-policy.roles[a.role].rank, a.role)))
+
+
+def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
+    policy, decision = prep.policy, prep.decision
+    decision_id = uuid.uuid4().hex
+    what = decision.wording[0].lower() + decision.wording[1:]
+    if line is not None:
+        rule = policy.rules[line.rule]
+        citation = Citation(policy.council, policy.title, rule.section, rule.quote, rule.reading or decision.reading)
+        ref = _council_ref(policy, rule.section)
+        if line.effect == "allow":
+            matched = sorted(prep.roles & (line.matching_roles or prep.roles))[0]
+            cond = summary(policy, line)
+            reason = f"{policy.roles[matched].title} may take this decision ({what}) under {ref}"
+            if line.role != matched:
+                reason += f", which names the {policy.roles[line.role].title} as the minimum level"
+            if cond:
+                reason += f": {cond}"
+            return Answer(
+                True, reason + ".", rule.id, citation, rule.obligations, (), (), "",
+                version, decision_id, policy.council, decision.id, matched, prep.area,
+            )
+        # an explicit prohibition
+        matched = "" if line.role == "*" else line.role
+        if rule.decided_outside:
+            reason = f"Not decided within the department under {ref}: decided by {rule.decided_outside}."
+        else:
+            reason = f"{_titles(policy, prep.roles)} may not take this decision ({what}) under {ref}."
+        auth = authorisers(prep)
+        return Answer(
+            False, reason, rule.id, citation, (), auth, (), rule.decided_outside,
+            version, decision_id, policy.council, decision.id, matched, prep.area,
+        )
+    # default deny: explain what the actor's own lines needed, and who could decide
+    failed: list[str] = []
+    for candidate in decision.lines:
+        if candidate.effect != "allow" or candidate.matching_roles is None:
+            continue
+        if not (candidate.matching_roles & prep.roles):
+            continue
+        rule = policy.rules[candidate.rule]
+        if candidate.area != "*" and candidate.area != prep.area:
+            failed.append(
+                f"{_titles(policy, (candidate.role,))} only in {policy.areas[candidate.area].name}"
+                f" ({_council_ref(policy, rule.section)})"
+            )
+            continue
+        for msg in _failed(policy, candidate, rule, prep.ctx):
+            if msg not in failed:
+                failed.append(msg)
+    auth = authorisers(prep)
+    reason = f"{_titles(policy, prep.roles)} may not take this decision ({what})"
+    if failed:
+        reason += ": " + failed[0]
+    else:
+        reason += f": {_council_ref(policy, decision.section)} does not delegate it to this post"
+    if auth:
+        reason += ". Who may decide here: " + ", ".join(
+            f"{a.title} ({_council_ref(policy, a.section)})" for a in auth
+        )
+    return Answer(
+        False, reason + ".", "", None, (), auth, tuple(failed), "",
+        version, decision_id, policy.council, decision.id, "", prep.area,
+    )

@@ -1,0 +1,298 @@
+"""Load compiled policy (never scheme YAML) into immutable, indexed form.
+
+The index is built from the Casbin ``policy.csv`` itself (its ``p`` and ``g`` lines);
+``index.json`` supplies only words: titles, citations, obligations. ``manifest.json`` hashes
+every file; a file whose hash does not match is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from remit._conditions import Condition, parse
+from remit._errors import PolicyError
+from remit._facts import WELL_KNOWN, FactSpec, FactType
+
+
+@dataclass(frozen=True)
+class Line:
+    """One compiled ``p`` line, in evaluation order."""
+
+    position: int
+    decision: str
+    role: str
+    area: str
+    cond_text: str
+    cond: Condition
+    effect: str
+    priority: int
+    rule: str
+    # actor roles this line matches (None: anyone). Allows: the role and every senior.
+    matching_roles: frozenset[str] | None
+
+
+@dataclass(frozen=True)
+class Role:
+    id: str
+    titles: tuple[str, ...]
+    kind: str
+    independent: bool
+    rank: int
+    seniors: frozenset[str]  # roles that inherit this role's permissions (not itself)
+
+    @property
+    def title(self) -> str:
+        return self.titles[0]
+
+
+@dataclass(frozen=True)
+class Obligation:
+    kind: str
+    text: str
+    role: str = ""
+    party: str = ""
+    timescale: str = ""
+    casenote: str = ""
+    fact: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    decision: str
+    effect: str
+    who: tuple[str, ...]
+    areas: tuple[str, ...]
+    conditions: tuple[str, ...]
+    section: str
+    quote: str
+    reading: str
+    exception_to: str
+    decided_outside: str
+    obligations: tuple[Obligation, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: str
+    section: str
+    heading: str
+    wording: str
+    quote: str
+    procedure: str
+    reading: str
+    facts: tuple[str, ...]
+    required_facts: tuple[str, ...]
+    rules: tuple[str, ...]
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True)
+class Area:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class CouncilPolicy:
+    council: str
+    name: str
+    title: str
+    effective: str
+    seed: str
+    roles: Mapping[str, Role]
+    areas: Mapping[str, Area]
+    facts: Mapping[str, FactSpec]  # well-known and declared
+    declared_facts: tuple[str, ...]
+    decisions: Mapping[str, Decision]
+    rules: Mapping[str, Rule]
+    edges: tuple[tuple[str, str], ...]
+    model_text: str
+    policy_text: str
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    version: str
+    councils: Mapping[str, CouncilPolicy]
+
+
+def _read_verified(root: Path, rel: str, manifest: Mapping[str, str]) -> bytes:
+    path = root / rel
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"{rel}: cannot read ({exc.strerror})") from exc
+    want = manifest.get(rel)
+    if want is None:
+        raise PolicyError(f"{rel}: not listed in manifest.json")
+    if hashlib.sha256(data).hexdigest() != want:
+        raise PolicyError(f"{rel}: content does not match its manifest hash")
+    return data
+
+
+def load_dir(root: Path) -> PolicySet:
+    """Load and verify every council under a compiled policy directory."""
+    try:
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PolicyError(f"{root}/manifest.json: cannot load ({exc})") from exc
+    files = {rel: _read_verified(root, rel, manifest["files"]) for rel in manifest["files"]}
+    return load_files(files, manifest)
+
+
+def load_files(files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> PolicySet:
+    """Build a PolicySet from compiled file contents (already verified)."""
+    councils: dict[str, CouncilPolicy] = {}
+    for council in manifest["councils"]:
+        try:
+            councils[council] = _load_council(
+                council,
+                files[f"{council}/model.conf"].decode(),
+                files[f"{council}/policy.csv"].decode(),
+                json.loads(files[f"{council}/index.json"]),
+            )
+        except KeyError as exc:
+            raise PolicyError(f"{council}: missing compiled file or field {exc}") from exc
+        except ValueError as exc:
+            raise PolicyError(f"{council}: {exc}") from exc
+    return PolicySet(str(manifest["version"]), MappingProxyType(councils))
+
+
+def _load_council(
+    council: str, model_text: str, policy_text: str, index: Mapping[str, Any]
+) -> CouncilPolicy:
+    if index.get("council") != council:
+        raise ValueError("index.json names another council")
+    edges: list[tuple[str, str]] = []
+    raw_lines: list[list[str]] = []
+    for n, raw in enumerate(policy_text.splitlines(), 1):
+        if not raw.strip() or raw.startswith("#"):
+            continue
+        tokens = [t.strip() for t in raw.split(",")]
+        if tokens[0] == "g" and len(tokens) == 3:
+            edges.append((tokens[1], tokens[2]))
+        elif tokens[0] == "p" and len(tokens) == 8:
+            raw_lines.append(tokens[1:])
+        else:
+            raise ValueError(f"policy.csv line {n}: not a g or p line of the model")
+
+    role_ids = set(index["roles"])
+    seniors: dict[str, set[str]] = {r: set() for r in role_ids}
+    for senior, junior in edges:
+        if senior not in role_ids or junior not in role_ids:
+            raise ValueError(f"g line names an unknown role: {senior}, {junior}")
+    # transitive closure: seniors[j] = everyone who inherits j's permissions
+    changed = True
+    for senior, junior in edges:
+        seniors[junior].add(senior)
+    while changed:
+        changed = False
+        for junior in role_ids:
+            extra = set().union(*(seniors[s] for s in seniors[junior])) - seniors[junior]
+            if extra:
+                seniors[junior] |= extra
+                changed = True
+
+    roles = {
+        rid: Role(
+            rid,
+            tuple(r["titles"]),
+            r["kind"],
+            bool(r["independent"]),
+            int(r["rank"]),
+            frozenset(seniors[rid]),
+        )
+        for rid, r in index["roles"].items()
+    }
+    areas = {aid: Area(aid, a["name"]) for aid, a in index["areas"].items()}
+    facts: dict[str, FactSpec] = dict(WELL_KNOWN)
+    for fid, f in index["facts"].items():
+        facts[fid] = FactSpec(fid, FactType(f["type"]), f["label"], tuple(f["values"]))
+
+    rules = {
+        rid: Rule(
+            rid,
+            r["decision"],
+            r["effect"],
+            tuple(r["who"]),
+            tuple(r["areas"]),
+            tuple(r["conditions"]),
+            r["section"],
+            r["quote"],
+            r["reading"],
+            r["exception_to"],
+            r["decided_outside"],
+            tuple(Obligation(**o) for o in r["obligations"]),
+        )
+        for rid, r in index["rules"].items()
+    }
+
+    # Casbin's priority effect: stable sort by priority, file order within a priority.
+    parsed: list[Line] = []
+    for position, (decision, role, area, cond_text, effect, priority, rule) in enumerate(raw_lines):
+        if rule not in rules or rules[rule].decision != decision:
+            raise ValueError(f"p line names rule {rule!r} not in index.json for {decision}")
+        if effect not in ("allow", "deny"):
+            raise ValueError(f"p line for {rule}: effect {effect!r}")
+        if role != "*" and role not in roles:
+            raise ValueError(f"p line for {rule}: unknown role {role!r}")
+        if area != "*" and area not in areas:
+            raise ValueError(f"p line for {rule}: unknown area {area!r}")
+        cond = parse(cond_text)
+        for term in cond:
+            if term.fact not in facts:
+                raise ValueError(f"p line for {rule}: unknown fact {term.fact!r}")
+        if role == "*":
+            matching: frozenset[str] | None = None
+        elif effect == "allow":
+            matching = frozenset({role}) | roles[role].seniors
+        else:
+            matching = frozenset({role})
+        parsed.append(
+            Line(position, decision, role, area, cond_text, cond, effect, int(priority), rule, matching)
+        )
+    parsed.sort(key=lambda line: (line.priority, line.position))
+
+    decisions: dict[str, Decision] = {}
+    for did, d in index["decisions"].items():
+        decisions[did] = Decision(
+            did,
+            d["section"],
+            d["heading"],
+            d["wording"],
+            d["quote"],
+            d["procedure"],
+            d["reading"],
+            tuple(d["facts"]),
+            tuple(d["required_facts"]),
+            tuple(d["rules"]),
+            tuple(line for line in parsed if line.decision == did),
+        )
+    for line in parsed:
+        if line.decision not in decisions:
+            raise ValueError(f"p line for unknown decision {line.decision!r}")
+
+    doc = index["document"]
+    return CouncilPolicy(
+        council=council,
+        name=doc["name"],
+        title=doc["title"],
+        effective=doc["effective"],
+        seed=doc["seed"],
+        roles=MappingProxyType(roles),
+        areas=MappingProxyType(areas),
+        facts=MappingProxyType(facts),
+        declared_facts=tuple(index["facts"]),
+        decisions=MappingProxyType(decisions),
+        rules=MappingProxyType(rules),
+        edges=tuple(edges),
+        model_text=model_text,
+        policy_text=policy_text,
+    )
