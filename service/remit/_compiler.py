@@ -545,12 +545,19 @@ def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def compile_all(schemes_dir: Path, sources_dir: Path) -> dict[str, bytes]:
-    """Compile every scheme. Returns relative path -> bytes, including ``manifest.json``."""
+def compile_all(
+    schemes_dir: Path, sources_dir: Path, councils: set[str] | None = None
+) -> dict[str, bytes]:
+    """Compile every scheme (or only ``councils``).
+
+    Returns relative path -> bytes, including ``manifest.json``.
+    """
     files: dict[str, bytes] = {}
     problems: list[Problem] = []
     sources: dict[str, str] = {}
-    schemes = sorted(schemes_dir.glob("*.yaml"))
+    schemes = sorted(
+        p for p in schemes_dir.glob("*.yaml") if councils is None or p.stem in councils
+    )
     if not schemes:
         problems.append(Problem(str(schemes_dir), 1, "", "no scheme files (*.yaml)"))
     for path in schemes:

@@ -29,17 +29,18 @@ YAML_OPERATORS: dict[str, str] = {
     "in": "in",
     "not_in": "not_in",
     "has": "has",
+    "lacks": "lacks",
 }
 OPERATORS_FOR_TYPE: dict[FactType, frozenset[str]] = {
     FactType.BOOL: frozenset({"=="}),
     FactType.INT: frozenset({"==", "!=", "<=", "<", ">=", ">"}),
     FactType.MONEY: frozenset({"<=", "<", ">=", ">"}),
     FactType.ENUM: frozenset({"==", "!=", "in", "not_in"}),
-    FactType.ROLES: frozenset({"has"}),
+    FactType.ROLES: frozenset({"has", "lacks"}),
 }
 
 _TERM = re.compile(
-    r"^(?P<fact>[a-z][a-z0-9_]*)\s*(?P<op><=|>=|==|!=|<|>|\s+in\s+|\s+not_in\s+|\s+has\s+)\s*"
+    r"^(?P<fact>[a-z][a-z0-9_]*)\s*(?P<op><=|>=|==|!=|<|>|\s+in\s+|\s+not_in\s+|\s+has\s+|\s+lacks\s+)\s*"
     r"(?P<value>[A-Za-z0-9_|]+)$"
 )
 
@@ -57,7 +58,7 @@ class Term:
             v = "|".join(sorted(self.value))
         else:
             v = str(self.value)
-        if self.op in ("in", "not_in", "has"):
+        if self.op in ("in", "not_in", "has", "lacks"):
             return f"{self.fact} {self.op} {v}"
         return f"{self.fact}{self.op}{v}"
 
@@ -68,9 +69,9 @@ class Term:
             return actual == want
         if op == "!=":
             return actual != want
-        if op == "has":
+        if op in ("has", "lacks"):
             assert isinstance(actual, frozenset)
-            return want in actual
+            return (want in actual) == (op == "has")
         if op in ("in", "not_in"):
             assert isinstance(want, frozenset)
             inside = actual in want
@@ -111,7 +112,7 @@ def parse(text: str) -> Condition:
         value: bool | int | str | frozenset[str]
         if op in ("in", "not_in"):
             value = frozenset(value_text.split("|"))
-        elif op == "has":
+        elif op in ("has", "lacks"):
             value = value_text
         elif value_text in ("true", "false"):
             value = value_text == "true"

@@ -274,10 +274,10 @@ def describe_term(policy: CouncilPolicy, term: Term) -> str:
     if spec.type is FactType.ROLES:
         title = policy.roles[str(v)].title
         if term.fact == "absent_roles":
-            return f"only while the {title} is absent"
+            return f"only while the {title} is absent" if term.op == "has" else f"only while the {title} is not absent"
         if term.fact == "concurring_roles":
-            return f"only with the agreement of the {title}"
-        return f"{spec.label} include the {title}"
+            return f"only with the agreement of the {title}" if term.op == "has" else f"not with the agreement of the {title}"
+        return f"{spec.label} {'include' if term.op == 'has' else 'exclude'} the {title}"
     if isinstance(v, frozenset):
         words = " or ".join(sorted(v))
         return f"{spec.label} is {words}" if term.op == "in" else f"{spec.label} is not {words}"

@@ -1,0 +1,203 @@
+"""The ``remit`` command line: compile, test, check, serve.
+
+Exit codes: 0 success; 1 a test or check failed / a decision was denied with ``--exit-code``;
+2 usage error; 3 compile errors; 4 compiled policy stale or unloadable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from remit import _compiler, _paths
+from remit._errors import CompileError, PolicyError, RequestError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_COMPILE = 3
+EXIT_POLICY = 4
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out) if args.out else _paths.project_root() / "policies" / "generated"
+    try:
+        files = _compiler.compile_all(
+            Path(args.schemes), Path(args.sources), set(args.council) or None
+        )
+    except CompileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"remit compile: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return EXIT_COMPILE
+    if args.check:
+        stale = _compiler.stale(files, out_dir)
+        if stale:
+            for rel in stale:
+                print(f"stale: {out_dir / rel}", file=sys.stderr)
+            print("remit compile --check: generated policy is stale; run `remit compile`", file=sys.stderr)
+            return EXIT_POLICY
+        print(f"remit compile --check: {len(files)} files up to date")
+        return 0
+    _compiler.write(files, out_dir)
+    councils = sorted({p.split("/")[0] for p in files if "/" in p})
+    print(f"compiled {len(councils)} council(s) into {out_dir}: {', '.join(councils)}")
+    return 0
+
+
+def _load_policies(args: argparse.Namespace) -> Any:
+    from remit._policy import load_dir
+
+    return load_dir(Path(args.policy_dir) if args.policy_dir else _paths.generated_dir())
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from remit import _testing
+
+    try:
+        policies = _load_policies(args)
+    except PolicyError as exc:
+        print(f"remit test: {exc}", file=sys.stderr)
+        return EXIT_POLICY
+    report = _testing.run(policies, Path(args.tests), set(args.council) if args.council else None)
+    for result in report.failed:
+        print(f"FAIL {result.id}: {result.message}")
+    for council, (ok, bad) in sorted(report.by_council().items()):
+        print(f"{council}: {ok} passed, {bad} failed")
+    total_ok = sum(ok for ok, _ in report.by_council().values())
+    print(f"{total_ok} passed, {len(report.failed)} failed")
+    return EXIT_FAILED if report.failed or not report.results else 0
+
+
+def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"remit: --fact wants NAME=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def _answer_json(answer: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    data = asdict(answer)
+    data["effect"] = "ALLOW" if data.pop("allowed") else "DENY"
+    return data
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from remit._engine import decide, prepare
+    from remit._testing import build_request
+
+    try:
+        policies = _load_policies(args)
+    except PolicyError as exc:
+        print(f"remit check: {exc}", file=sys.stderr)
+        return EXIT_POLICY
+    context = _parse_kv(args.fact)
+    if args.context:
+        context.update(json.loads(Path(args.context).read_text(encoding="utf-8")))
+    if args.service_area:
+        context["service_area"] = args.service_area
+    actor = {"id": args.actor_id, "roles": args.role, "service_areas": args.area, "agency": args.agency}
+    try:
+        req = build_request(policies, args.council, args.decision, actor, context)
+        answer = decide(policies, req)
+    except RequestError as exc:
+        code = "NOT_FOUND" if type(exc).__name__ == "NotFound" else "INVALID_ARGUMENT"
+        print(json.dumps({"error": code, "field": exc.field, "message": exc.message}), file=sys.stderr)
+        return EXIT_USAGE
+    data = _answer_json(answer)
+    if args.reference:
+        from remit._reference import ReferenceEvaluator
+
+        allowed, rule, _ = ReferenceEvaluator(policies.councils[args.council]).decide(
+            prepare(policies, req)
+        )
+        data["reference"] = {"effect": "ALLOW" if allowed else "DENY", "rule": rule}
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        print(f"{data['effect']}: {answer.reason}")
+        if answer.citation:
+            c = answer.citation
+            print(f"  rule {answer.rule}: {c.document}, {c.section}: \"{c.quote}\"")
+        for o in answer.obligations:
+            who = o.role or o.party or o.casenote or o.fact
+            print(f"  obligation {o.kind} ({who}){' ' + o.timescale if o.timescale else ''}: {o.text}")
+        for a in answer.authorisers:
+            print(f"  may decide: {a.title} ({a.section}){': ' + a.conditions if a.conditions else ''}")
+        print(f"  policy {answer.policy_version}, decision {answer.decision_id}")
+        if "reference" in data:
+            print(f"  casbin reference: {data['reference']['effect']} {data['reference']['rule']}")
+    return EXIT_FAILED if args.exit_code and not answer.allowed else 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from remit._server import serve_forever
+
+    return serve_forever(args.address, Path(args.policy_dir) if args.policy_dir else None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    root = _paths.project_root()
+    p = argparse.ArgumentParser(prog="remit", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile schemes into Casbin policy")
+    c.add_argument("--schemes", default=str(root / "policies" / "schemes"))
+    c.add_argument("--sources", default=str(root / "policies" / "sources"))
+    c.add_argument("--out", default="")
+    c.add_argument("--check", action="store_true", help="fail if committed output is stale")
+    c.add_argument(
+        "--council", action="append", default=[],
+        help="compile only this council (repeatable; use with --out for a scratch build)",
+    )
+    c.set_defaults(func=_cmd_compile)
+
+    t = sub.add_parser("test", help="run the YAML policy test suites")
+    t.add_argument("--tests", default=str(root / "policies" / "tests"))
+    t.add_argument("--policy-dir", default="")
+    t.add_argument("--council", action="append", default=[])
+    t.set_defaults(func=_cmd_test)
+
+    k = sub.add_parser("check", help="decide one request from the command line")
+    k.add_argument("--council", required=True)
+    k.add_argument("--decision", required=True)
+    k.add_argument("--role", action="append", required=True, help="actor role (repeatable)")
+    k.add_argument("--area", action="append", default=[], help="actor service area (repeatable)")
+    k.add_argument("--actor-id", default="cli-user")
+    k.add_argument("--agency", action="store_true")
+    k.add_argument("--service-area", default="")
+    k.add_argument("--fact", action="append", default=[], help="NAME=VALUE (JSON values)")
+    k.add_argument("--context", default="", help="JSON file of facts")
+    k.add_argument("--policy-dir", default="")
+    k.add_argument("--json", action="store_true")
+    k.add_argument("--reference", action="store_true", help="also decide with the Casbin reference")
+    k.add_argument("--exit-code", action="store_true", help="exit 1 on DENY")
+    k.set_defaults(func=_cmd_check)
+
+    s = sub.add_parser("serve", help="serve the gRPC API")
+    s.add_argument("--address", default=os.environ.get("REMIT_ADDRESS", "127.0.0.1:50051"))
+    s.add_argument("--policy-dir", default="")
+    s.set_defaults(func=_cmd_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
