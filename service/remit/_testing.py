@@ -2,7 +2,7 @@
 
 Layout (per council)::
 
-    policies/tests/<council>/fixtures.yaml    shared actors and cases
+    policies/tests/<council>/fixtures*.yaml   shared actors and cases (names unique)
     policies/tests/<council>/*_test.yaml      suites of cases
 
 A case names a decision, an actor (fixture name or inline), optional case fixtures and
@@ -172,13 +172,18 @@ def _check(expect: Mapping[str, Any], answer: Answer | None, error: RequestError
 def iter_cases(tests_dir: Path) -> Iterator[tuple[str, str, int, dict[str, Any], dict[str, Any]]]:
     """Yield (council, suite file, line, case, fixtures) for every case; raise on bad files."""
     for council_dir in sorted(p for p in tests_dir.iterdir() if p.is_dir()):
-        fixtures: dict[str, Any] = {"actors": {}, "cases": {}}
-        fx_path = council_dir / "fixtures.yaml"
-        if fx_path.is_file():
+        fixtures: dict[str, dict[str, Any]] = {"actors": {}, "cases": {}}
+        for fx_path in sorted(council_dir.glob("fixtures*.yaml")):
             fx, problems = _yaml.load(fx_path)
             if problems:
                 raise ValueError("; ".join(f"{fx.file}:{ln}: {m}" for ln, m in problems))
-            fixtures.update(fx.data or {})
+            for kind, entries in (fx.data or {}).items():
+                if kind not in fixtures:
+                    raise ValueError(f"{fx.file}: unknown fixture kind {kind!r}")
+                for name, value in (entries or {}).items():
+                    if name in fixtures[kind]:
+                        raise ValueError(f"{fx.file}: {kind} fixture {name!r} defined twice")
+                    fixtures[kind][name] = value
         for suite in sorted(council_dir.glob("*_test.yaml")):
             doc, problems = _yaml.load(suite, f"{council_dir.name}/{suite.name}")
             if problems:
