@@ -509,6 +509,7 @@ class _Compiler:
                     "titles": role["titles"],
                     "kind": role.get("kind", "post"),
                     "independent": bool(role.get("independent", False)),
+                    "all_areas": bool(role.get("all_areas", False)),
                     "reports_to": _as_list(role.get("reports_to")),
                     "areas": _as_list(role.get("areas")),
                     "rank": rank[rid],

@@ -153,20 +153,32 @@ def prepare(policies: PolicySet, req: Request) -> Prepared:
 
 
 def _effective_area(policy: CouncilPolicy, decision: Decision, req: Request) -> str:
-    """The area the decision is taken in, when the actor works there; else ""."""
+    """The service area the decision is taken in, when the actor may act there; else "".
+
+    ``context.service_area`` names the area; an actor acts there if it is one of
+    ``actor.service_areas`` or the actor holds an ``all_areas`` post. Without a context
+    area, an actor of exactly one area acts in it. When the decision has area-limited
+    rules and the area cannot be settled, the request is refused rather than guessed.
+    """
     scoped = any(line.area != "*" for line in decision.lines)
     actor_areas = set(req.actor.service_areas)
+    wide = any(policy.roles[r].all_areas for r in req.actor.roles)
     if req.service_area:
-        if actor_areas and req.service_area not in actor_areas:
-            return ""  # acting outside one's own areas: no area-limited rule applies
-        return req.service_area
+        if wide or req.service_area in actor_areas:
+            return req.service_area
+        if scoped and not actor_areas:
+            raise InvalidArgument(
+                "actor.service_areas",
+                f"required: {decision.id} is limited by service area",
+            )
+        return ""  # acting outside one's own areas: no area-limited rule applies
     if len(actor_areas) == 1:
         return next(iter(actor_areas))
-    if scoped and len(actor_areas) > 1:
+    if scoped:
         raise InvalidArgument(
             "context.service_area",
-            f"required: {decision.id} is limited by service area and the actor works in "
-            f"{len(actor_areas)} areas",
+            f"required: {decision.id} is limited by service area and the actor's area "
+            "is not settled by actor.service_areas",
         )
     return ""
 

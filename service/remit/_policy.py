@@ -43,6 +43,7 @@ class Role:
     titles: tuple[str, ...]
     kind: str
     independent: bool
+    all_areas: bool
     rank: int
     seniors: frozenset[str]  # roles that inherit this role's permissions (not itself)
 
@@ -206,6 +207,7 @@ def _load_council(
             tuple(r["titles"]),
             r["kind"],
             bool(r["independent"]),
+            bool(r["all_areas"]),
             int(r["rank"]),
             frozenset(seniors[rid]),
         )
