@@ -74,9 +74,7 @@ class _Collector:
 
     def add(self, path: Iterable[str | int], message: str) -> None:
         p = tuple(path)
-        self.problems.append(
-            Problem(self.doc.file_of(p), self.doc.line(p), _dotted(p), message)
-        )
+        self.problems.append(Problem(self.doc.file_of(p), self.doc.line(p), _dotted(p), message))
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
@@ -141,7 +139,9 @@ def compile_scheme(
     if doc.data is None:
         return None, col.problems
     for part_path in parts:
-        shown = f"{Path(display).parent}/{path.stem}.d/{part_path.name}" if display else str(part_path)
+        shown = (
+            f"{Path(display).parent}/{path.stem}.d/{part_path.name}" if display else str(part_path)
+        )
         part, part_problems = _yaml.load(part_path, shown)
         col.problems.extend(Problem(part.file, ln, "", msg) for ln, msg in part_problems)
         if part.data is None:
@@ -150,7 +150,12 @@ def compile_scheme(
             break
         for key in doc.merge_lists(part, PART_KEYS):
             col.problems.append(
-                Problem(part.file, part.line((key,)), key, f"a part may only hold {', '.join(PART_KEYS)}")
+                Problem(
+                    part.file,
+                    part.line((key,)),
+                    key,
+                    f"a part may only hold {', '.join(PART_KEYS)}",
+                )
             )
     for err in Draft202012Validator(_SCHEMA).iter_errors(doc.data):
         col.add(tuple(err.absolute_path), f"schema: {err.message}")
@@ -186,12 +191,18 @@ class _Compiler:
         document = self.data["document"]
         council = document["council"]
         if council != self.path.stem:
-            self.col.add(("document", "council"), f"council {council!r} must match the file name {self.path.stem!r}")
+            self.col.add(
+                ("document", "council"),
+                f"council {council!r} must match the file name {self.path.stem!r}",
+            )
         seed = self.sources_dir / document["seed"]
         if seed.is_file():
             self.source_text = normalise_text(seed.read_text(encoding="utf-8"))
         else:
-            self.col.add(("document", "seed"), f"source document {document['seed']} not found in {self.sources_dir}")
+            self.col.add(
+                ("document", "seed"),
+                f"source document {document['seed']} not found in {self.sources_dir}",
+            )
         self._check_areas()
         self._check_roles()
         self._check_facts()
@@ -285,16 +296,23 @@ class _Compiler:
                 self.col.add((*base, "id"), f"duplicate decision {dec['id']!r}")
             seen.add(dec["id"])
             self._check_quote((*base, "quote"), dec["quote"])
-            rules = [self._check_rule(dec, (*base, "rules", j), r) for j, r in enumerate(dec["rules"])]
+            rules = [
+                self._check_rule(dec, (*base, "rules", j), r) for j, r in enumerate(dec["rules"])
+            ]
             rule_ids = {r["id"]: r for r in dec["rules"]}
             for j, rule in enumerate(dec["rules"]):
                 target = rule.get("exception_to")
                 if target is None:
                     continue
                 if target not in rule_ids:
-                    self.col.add((*base, "rules", j, "exception_to"), f"no rule {target!r} in this decision")
+                    self.col.add(
+                        (*base, "rules", j, "exception_to"), f"no rule {target!r} in this decision"
+                    )
                 elif rule_ids[target].get("effect", "allow") != "deny":
-                    self.col.add((*base, "rules", j, "exception_to"), "exceptions are to prohibitions (effect: deny)")
+                    self.col.add(
+                        (*base, "rules", j, "exception_to"),
+                        "exceptions are to prohibitions (effect: deny)",
+                    )
                 if rule.get("effect", "allow") != "allow":
                     self.col.add((*base, "rules", j, "effect"), "an exception must be an allow")
             out.append({"decision": dec, "rules": rules})
@@ -342,7 +360,9 @@ class _Compiler:
                 fid = obl.get("fact")
                 spec = self.facts.get(fid) if fid else None
                 if spec is None or spec.type is not FactType.BOOL:
-                    self.col.add(opath, "a precondition names a bool fact (fact:) that records it was met")
+                    self.col.add(
+                        opath, "a precondition names a bool fact (fact:) that records it was met"
+                    )
                 else:
                     preconditions.append(Term(spec.id, "==", True))
             elif "fact" in obl:
@@ -406,7 +426,9 @@ class _Compiler:
         values = list(raw) if op in ("in", "not_in") else [raw]
         bad = [v for v in values if v not in spec.values]
         if bad:
-            self.col.add(path, f"{spec.id} has no value {bad[0]!r} (values: {', '.join(spec.values)})")
+            self.col.add(
+                path, f"{spec.id} has no value {bad[0]!r} (values: {', '.join(spec.values)})"
+            )
             return None
         return frozenset(values) if op in ("in", "not_in") else str(raw)
 
@@ -457,7 +479,9 @@ class _Compiler:
                 priority = (
                     PRIORITY_EXCEPTION
                     if rule.get("exception_to")
-                    else PRIORITY_DENY if effect == "deny" else PRIORITY_ALLOW
+                    else PRIORITY_DENY
+                    if effect == "deny"
+                    else PRIORITY_ALLOW
                 )
                 who = ["*"] if rule["who"] == "anyone" else rule["who"]
                 areas = rule.get("areas", ["*"])
@@ -518,7 +542,11 @@ class _Compiler:
                 for rid, role in self.roles.items()
             },
             "areas": {
-                aid: {"name": a["name"], "titles": a.get("titles", []), "reading": a.get("reading", "")}
+                aid: {
+                    "name": a["name"],
+                    "titles": a.get("titles", []),
+                    "reading": a.get("reading", ""),
+                }
                 for aid, a in self.areas.items()
             },
             "facts": {
@@ -534,7 +562,9 @@ class _Compiler:
             "decisions": index_decisions,
             "rules": index_rules,
         }
-        index_bytes = (json.dumps(index, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        index_bytes = (
+            json.dumps(index, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        ).encode()
         out = Output(council)
         out.files[f"{council}/model.conf"] = MODEL_CONF.encode()
         out.files[f"{council}/policy.csv"] = policy
@@ -602,7 +632,11 @@ def write(files: Mapping[str, bytes], out_dir: Path) -> None:
 
 def stale(files: Mapping[str, bytes], out_dir: Path) -> list[str]:
     """Paths under ``out_dir`` that differ from ``files`` (missing, changed or extra)."""
-    diffs = [rel for rel, data in files.items() if not (out_dir / rel).is_file() or (out_dir / rel).read_bytes() != data]
+    diffs = [
+        rel
+        for rel, data in files.items()
+        if not (out_dir / rel).is_file() or (out_dir / rel).read_bytes() != data
+    ]
     if out_dir.is_dir():
         have = {str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file()}
         diffs.extend(sorted(have - set(files)))

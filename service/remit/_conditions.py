@@ -12,11 +12,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Union
 
 from remit._facts import FactType
 
-FactValue = Union[bool, int, str, frozenset[str]]
+FactValue = bool | int | str | frozenset[str]
 
 # YAML key -> compiled operator
 YAML_OPERATORS: dict[str, str] = {
@@ -63,21 +62,26 @@ class Term:
         return f"{self.fact}{self.op}{v}"
 
     def holds(self, ctx: Mapping[str, FactValue]) -> bool:
-        actual = ctx[self.fact]  # KeyError: a missing fact is a fault, never an allow
+        """Evaluate against typed facts. A missing fact or a type mismatch raises: a fault
+        is never an allow."""
+        actual = ctx[self.fact]
         op, want = self.op, self.value
         if op == "==":
             return actual == want
         if op == "!=":
             return actual != want
         if op in ("has", "lacks"):
-            assert isinstance(actual, frozenset)
+            if not isinstance(actual, frozenset):
+                raise TypeError(f"{self.fact}: expected a role set")
             return (want in actual) == (op == "has")
         if op in ("in", "not_in"):
-            assert isinstance(want, frozenset)
-            inside = actual in want
-            return inside if op == "in" else not inside
-        assert isinstance(actual, int) and isinstance(want, int)
-        assert not isinstance(actual, bool)
+            if not isinstance(want, frozenset):
+                raise TypeError(f"{self.fact}: expected a value set")
+            return (actual in want) == (op == "in")
+        if isinstance(actual, bool) or not isinstance(actual, int):
+            raise TypeError(f"{self.fact}: expected an integer")
+        if isinstance(want, bool) or not isinstance(want, int):
+            raise TypeError(f"{self.fact}: condition value is not an integer")
         if op == "<=":
             return actual <= want
         if op == "<":

@@ -188,7 +188,11 @@ def _context(policy: CouncilPolicy, decision: Decision, req: Request) -> dict[st
         raise InvalidArgument("context.facts", f"at most {MAX_FACTS} facts")
     ctx: dict[str, FactValue] = {}
     for fid, value in req.facts.items():
-        field_name = f"context.{fid}" if fid in policy.facts and fid not in policy.declared_facts else f"context.facts[{fid}]"
+        field_name = (
+            f"context.{fid}"
+            if fid in policy.facts and fid not in policy.declared_facts
+            else f"context.facts[{fid}]"
+        )
         spec = policy.facts.get(fid)
         if spec is None or spec.derived or fid in ACTOR_FACTS:
             raise NotFound(field_name, f"council {req.council!r} declares no fact {fid!r}")
@@ -231,7 +235,9 @@ def _typed(policy: CouncilPolicy, spec: FactSpec, field_name: str, value: FactVa
         return value
     if t in (FactType.INT, FactType.MONEY):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidArgument(field_name, f"must be an integer{' (pence)' if t is FactType.MONEY else ''}")
+            raise InvalidArgument(
+                field_name, f"must be an integer{' (pence)' if t is FactType.MONEY else ''}"
+            )
         if value < 0 or value > 10**13:
             raise InvalidArgument(field_name, "out of range")
         return value
@@ -269,12 +275,20 @@ def decide(policies: PolicySet, req: Request) -> Answer:
 
 
 def _titles(policy: CouncilPolicy, roles: frozenset[str] | tuple[str, ...]) -> str:
-    names = [policy.roles[r].title for r in sorted(roles, key=lambda r: policy.roles[r].rank, reverse=True)]
+    names = [
+        policy.roles[r].title
+        for r in sorted(roles, key=lambda r: policy.roles[r].rank, reverse=True)
+    ]
     return " / ".join(names)
 
 
 def _council_ref(policy: CouncilPolicy, section: str) -> str:
-    return f"{policy.name.removesuffix(' Council').removesuffix(' Borough Council').removesuffix(' County Council')} {section}"
+    name = policy.name
+    for suffix in (" Borough Council", " County Council", " Council"):
+        if name.endswith(suffix):
+            name = name.removesuffix(suffix)
+            break
+    return f"{name} {section}"
 
 
 def describe_term(policy: CouncilPolicy, term: Term) -> str:
@@ -286,9 +300,17 @@ def describe_term(policy: CouncilPolicy, term: Term) -> str:
     if spec.type is FactType.ROLES:
         title = policy.roles[str(v)].title
         if term.fact == "absent_roles":
-            return f"only while the {title} is absent" if term.op == "has" else f"only while the {title} is not absent"
+            return (
+                f"only while the {title} is absent"
+                if term.op == "has"
+                else f"only while the {title} is not absent"
+            )
         if term.fact == "concurring_roles":
-            return f"only with the agreement of the {title}" if term.op == "has" else f"not with the agreement of the {title}"
+            return (
+                f"only with the agreement of the {title}"
+                if term.op == "has"
+                else f"not with the agreement of the {title}"
+            )
         return f"{spec.label} {'include' if term.op == 'has' else 'exclude'} the {title}"
     if isinstance(v, frozenset):
         words = " or ".join(sorted(v))
@@ -305,7 +327,9 @@ def describe_term(policy: CouncilPolicy, term: Term) -> str:
     return f"{spec.label} {what} {shown}"
 
 
-def _failed(policy: CouncilPolicy, line: Line, rule: Rule, ctx: Mapping[str, FactValue]) -> list[str]:
+def _failed(
+    policy: CouncilPolicy, line: Line, rule: Rule, ctx: Mapping[str, FactValue]
+) -> list[str]:
     out: list[str] = []
     pre = {o.fact: o.text for o in rule.obligations if o.kind == "precondition"}
     who = _titles(policy, (line.role,)) if line.role != "*" else "anyone"
@@ -317,7 +341,9 @@ def _failed(policy: CouncilPolicy, line: Line, rule: Rule, ctx: Mapping[str, Fac
         actual = ctx[term.fact]
         if term.fact in pre:
             out.append(f"precondition not met: {pre[term.fact]} ({ref})")
-        elif spec.type is FactType.MONEY and isinstance(actual, int) and isinstance(term.value, int):
+        elif (
+            spec.type is FactType.MONEY and isinstance(actual, int) and isinstance(term.value, int)
+        ):
             if term.op in ("<=", "<"):
                 out.append(
                     f"{pounds(actual)} ({spec.label}) is above the {who} ceiling of "
@@ -376,7 +402,9 @@ def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
     what = decision.wording[0].lower() + decision.wording[1:]
     if line is not None:
         rule = policy.rules[line.rule]
-        citation = Citation(policy.council, policy.title, rule.section, rule.quote, rule.reading or decision.reading)
+        citation = Citation(
+            policy.council, policy.title, rule.section, rule.quote, rule.reading or decision.reading
+        )
         ref = _council_ref(policy, rule.section)
         if line.effect == "allow":
             matched = sorted(prep.roles & (line.matching_roles or prep.roles))[0]
@@ -387,19 +415,47 @@ def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
             if cond:
                 reason += f": {cond}"
             return Answer(
-                True, reason + ".", rule.id, citation, rule.obligations, (), (), "",
-                version, decision_id, policy.council, decision.id, matched, prep.area,
+                True,
+                reason + ".",
+                rule.id,
+                citation,
+                rule.obligations,
+                (),
+                (),
+                "",
+                version,
+                decision_id,
+                policy.council,
+                decision.id,
+                matched,
+                prep.area,
             )
         # an explicit prohibition
         matched = "" if line.role == "*" else line.role
         if rule.decided_outside:
-            reason = f"Not decided within the department under {ref}: decided by {rule.decided_outside}."
+            reason = (
+                f"Not decided within the department under {ref}: decided by {rule.decided_outside}."
+            )
         else:
-            reason = f"{_titles(policy, prep.roles)} may not take this decision ({what}) under {ref}."
+            reason = (
+                f"{_titles(policy, prep.roles)} may not take this decision ({what}) under {ref}."
+            )
         auth = authorisers(prep)
         return Answer(
-            False, reason, rule.id, citation, (), auth, (), rule.decided_outside,
-            version, decision_id, policy.council, decision.id, matched, prep.area,
+            False,
+            reason,
+            rule.id,
+            citation,
+            (),
+            auth,
+            (),
+            rule.decided_outside,
+            version,
+            decision_id,
+            policy.council,
+            decision.id,
+            matched,
+            prep.area,
         )
     # default deny: explain what the actor's own lines needed, and who could decide
     failed: list[str] = []
@@ -429,6 +485,18 @@ def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
             f"{a.title} ({_council_ref(policy, a.section)})" for a in auth
         )
     return Answer(
-        False, reason + ".", "", None, (), auth, tuple(failed), "",
-        version, decision_id, policy.council, decision.id, "", prep.area,
+        False,
+        reason + ".",
+        "",
+        None,
+        (),
+        auth,
+        tuple(failed),
+        "",
+        version,
+        decision_id,
+        policy.council,
+        decision.id,
+        "",
+        prep.area,
     )

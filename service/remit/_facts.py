@@ -8,10 +8,10 @@ Derived facts are computed by remit from well-known ones (never supplied by a ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class FactType(str, Enum):
+class FactType(StrEnum):
     BOOL = "bool"
     INT = "int"
     MONEY = "money"  # integer pence
@@ -74,13 +74,13 @@ WELL_KNOWN: dict[str, FactSpec] = {
         FactSpec("concurring_roles", FactType.ROLES, "the posts recorded as agreeing"),
         FactSpec("child_age", FactType.INT, "the child's age in years"),
         FactSpec(
-            "legal_status", FactType.ENUM, "the SSDA903 legal status",
+            "legal_status",
+            FactType.ENUM,
+            "the SSDA903 legal status",
             values=tuple(LEGAL_STATUS_GROUPS),
         ),
         FactSpec("looked_after", FactType.BOOL, "the child is looked after"),
-        FactSpec(
-            "placement_distance_miles", FactType.INT, "the placement's distance in miles"
-        ),
+        FactSpec("placement_distance_miles", FactType.INT, "the placement's distance in miles"),
         FactSpec(
             "court_proceedings",
             FactType.BOOL,

@@ -258,7 +258,18 @@ def _load_council(
         else:
             matching = frozenset({role})
         parsed.append(
-            Line(position, decision, role, area, cond_text, cond, effect, int(priority), rule, matching)
+            Line(
+                position,
+                decision,
+                role,
+                area,
+                cond_text,
+                cond,
+                effect,
+                int(priority),
+                rule,
+                matching,
+            )
         )
     parsed.sort(key=lambda line: (line.priority, line.position))
 

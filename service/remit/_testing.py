@@ -121,7 +121,9 @@ def build_request(
     )
 
 
-def _check(expect: Mapping[str, Any], answer: Answer | None, error: RequestError | None) -> list[str]:
+def _check(
+    expect: Mapping[str, Any], answer: Answer | None, error: RequestError | None
+) -> list[str]:
     problems: list[str] = []
     if "error" in expect:
         want = expect["error"]
@@ -149,7 +151,13 @@ def _check(expect: Mapping[str, Any], answer: Answer | None, error: RequestError
                 if not any(k == want for k, _ in got):
                     problems.append(f"expected a {want} obligation, got {got}")
             else:
-                target = (want["kind"], want.get("role") or want.get("party") or want.get("casenote") or want.get("fact"))
+                target = (
+                    want["kind"],
+                    want.get("role")
+                    or want.get("party")
+                    or want.get("casenote")
+                    or want.get("fact"),
+                )
                 if target not in got:
                     problems.append(f"expected obligation {target}, got {got}")
         if not expect["obligations"] and got:
@@ -163,9 +171,13 @@ def _check(expect: Mapping[str, Any], answer: Answer | None, error: RequestError
     if "failed_contains" in expect and not any(
         str(expect["failed_contains"]) in f for f in answer.failed_conditions
     ):
-        problems.append(f"failed conditions lack {expect['failed_contains']!r}: {answer.failed_conditions}")
+        problems.append(
+            f"failed conditions lack {expect['failed_contains']!r}: {answer.failed_conditions}"
+        )
     if "decided_outside" in expect and str(expect["decided_outside"]) not in answer.decided_outside:
-        problems.append(f"decided_outside lacks {expect['decided_outside']!r}: {answer.decided_outside!r}")
+        problems.append(
+            f"decided_outside lacks {expect['decided_outside']!r}: {answer.decided_outside!r}"
+        )
     return problems
 
 
@@ -235,7 +247,9 @@ def run(policies: PolicySet, tests_dir: Path, councils: set[str] | None = None) 
             continue
         name = str(case.get("name", f"case at line {line}"))
         problems, ans = run_case(policies, council, case, fixtures)
-        report.results.append(CaseResult(council, suite, line, name, not problems, "; ".join(problems)))
+        report.results.append(
+            CaseResult(council, suite, line, name, not problems, "; ".join(problems))
+        )
         if ans is not None and not problems:
             coverage.setdefault(council, {}).setdefault(ans.decision, set()).add(
                 "allow" if ans.allowed else "deny"
@@ -249,7 +263,11 @@ def run(policies: PolicySet, tests_dir: Path, councils: set[str] | None = None) 
             if missing:
                 report.results.append(
                     CaseResult(
-                        council, f"{council}/(coverage)", 0, did, False,
+                        council,
+                        f"{council}/(coverage)",
+                        0,
+                        did,
+                        False,
                         f"decision {did} has no passing {' or '.join(sorted(missing))} case",
                     )
                 )

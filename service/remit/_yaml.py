@@ -101,8 +101,8 @@ def _convert(
             lines[sub] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [
-            _convert(child, (*path, i), lines, problems) for i, child in enumerate(node.value)
-        ]
+        return [_convert(child, (*path, i), lines, problems) for i, child in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
-    return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+    return (
+        yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+    )

@@ -39,7 +39,10 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         if stale:
             for rel in stale:
                 print(f"stale: {out_dir / rel}", file=sys.stderr)
-            print("remit compile --check: generated policy is stale; run `remit compile`", file=sys.stderr)
+            print(
+                "remit compile --check: generated policy is stale; run `remit compile`",
+                file=sys.stderr,
+            )
             return EXIT_POLICY
         print(f"remit compile --check: {len(files)} files up to date")
         return 0
@@ -108,13 +111,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
         context.update(json.loads(Path(args.context).read_text(encoding="utf-8")))
     if args.service_area:
         context["service_area"] = args.service_area
-    actor = {"id": args.actor_id, "roles": args.role, "service_areas": args.area, "agency": args.agency}
+    actor = {
+        "id": args.actor_id,
+        "roles": args.role,
+        "service_areas": args.area,
+        "agency": args.agency,
+    }
     try:
         req = build_request(policies, args.council, args.decision, actor, context)
         answer = decide(policies, req)
     except RequestError as exc:
         code = "NOT_FOUND" if type(exc).__name__ == "NotFound" else "INVALID_ARGUMENT"
-        print(json.dumps({"error": code, "field": exc.field, "message": exc.message}), file=sys.stderr)
+        print(
+            json.dumps({"error": code, "field": exc.field, "message": exc.message}), file=sys.stderr
+        )
         return EXIT_USAGE
     data = _answer_json(answer)
     if args.reference:
@@ -130,12 +140,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"{data['effect']}: {answer.reason}")
         if answer.citation:
             c = answer.citation
-            print(f"  rule {answer.rule}: {c.document}, {c.section}: \"{c.quote}\"")
+            print(f'  rule {answer.rule}: {c.document}, {c.section}: "{c.quote}"')
         for o in answer.obligations:
             who = o.role or o.party or o.casenote or o.fact
-            print(f"  obligation {o.kind} ({who}){' ' + o.timescale if o.timescale else ''}: {o.text}")
+            print(
+                f"  obligation {o.kind} ({who}){' ' + o.timescale if o.timescale else ''}: {o.text}"
+            )
         for a in answer.authorisers:
-            print(f"  may decide: {a.title} ({a.section}){': ' + a.conditions if a.conditions else ''}")
+            print(
+                f"  may decide: {a.title} ({a.section})"
+                + (f": {a.conditions}" if a.conditions else "")
+            )
         print(f"  policy {answer.policy_version}, decision {answer.decision_id}")
         if "reference" in data:
             print(f"  casbin reference: {data['reference']['effect']} {data['reference']['rule']}")
@@ -150,7 +165,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     root = _paths.project_root()
-    p = argparse.ArgumentParser(prog="remit", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="remit", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compile", help="compile schemes into Casbin policy")
@@ -159,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="")
     c.add_argument("--check", action="store_true", help="fail if committed output is stale")
     c.add_argument(
-        "--council", action="append", default=[],
+        "--council",
+        action="append",
+        default=[],
         help="compile only this council (repeatable; use with --out for a scratch build)",
     )
     c.set_defaults(func=_cmd_compile)

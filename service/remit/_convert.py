@@ -1,0 +1,229 @@
+"""Translate between protobuf messages and the engine's plain dataclasses."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from remit._conditions import FactValue
+from remit._engine import Actor, Answer, Grant, Request
+from remit._errors import InvalidArgument
+from remit._facts import WELL_KNOWN
+from remit._policy import CouncilPolicy, PolicySet
+from remit.v1 import remit_pb2 as pb
+
+_OBLIGATION_KINDS: dict[str, int] = {
+    "consult": pb.OBLIGATION_KIND_CONSULT,
+    "notify": pb.OBLIGATION_KIND_NOTIFY,
+    "record": pb.OBLIGATION_KIND_RECORD,
+    "ratify": pb.OBLIGATION_KIND_RATIFY,
+    "countersign": pb.OBLIGATION_KIND_COUNTERSIGN,
+    "precondition": pb.OBLIGATION_KIND_PRECONDITION,
+    "approve": pb.OBLIGATION_KIND_APPROVE,
+}
+
+_OPTIONAL_INTS = (
+    "amount_pence",
+    "cumulative_amount_pence",
+    "child_age",
+    "placement_distance_miles",
+)
+_FLAGS = (
+    "emergency",
+    "exceptional_circumstances",
+    "out_of_hours",
+    "looked_after",
+    "court_proceedings",
+)
+
+
+def request_from_proto(msg: pb.AuthoriseRequest) -> Request:
+    """Typed engine request; malformed values raise InvalidArgument naming the field."""
+    ctx = msg.context
+    facts: dict[str, FactValue] = {}
+    for name in _OPTIONAL_INTS:
+        if ctx.HasField(name):  # type: ignore[arg-type]
+            facts[name] = int(getattr(ctx, name))
+    for name in _FLAGS:
+        if getattr(ctx, name):
+            facts[name] = True
+    if ctx.absent_roles:
+        facts["absent_roles"] = frozenset(ctx.absent_roles)
+    if ctx.concurring_roles:
+        facts["concurring_roles"] = frozenset(ctx.concurring_roles)
+    if ctx.legal_status:
+        facts["legal_status"] = ctx.legal_status
+    for fid, value in ctx.facts.items():
+        if fid in WELL_KNOWN:
+            raise InvalidArgument(
+                f"context.facts[{fid}]", "is a well-known fact: use its Context field"
+            )
+        kind = value.WhichOneof("kind")
+        if kind is None:
+            raise InvalidArgument(f"context.facts[{fid}]", "has no value")
+        facts[fid] = getattr(value, kind)
+    grant = None
+    if ctx.HasField("grant"):
+        try:
+            expires = date.fromisoformat(ctx.grant.expires_on)
+        except ValueError as exc:
+            raise InvalidArgument("context.grant.expires_on", "must be a date YYYY-MM-DD") from exc
+        grant = Grant(ctx.grant.decision, int(ctx.grant.remaining), expires)
+    when = None
+    if msg.HasField("decision_time"):
+        when = msg.decision_time.ToDatetime(tzinfo=UTC)
+    return Request(
+        council=msg.council,
+        decision=msg.decision,
+        actor=Actor(
+            id=msg.actor.id,
+            roles=tuple(msg.actor.roles),
+            service_areas=tuple(msg.actor.service_areas),
+            agency=msg.actor.agency,
+        ),
+        facts=facts,
+        service_area=ctx.service_area,
+        grant=grant,
+        decision_time=when,
+        request_id=msg.request_id,
+    )
+
+
+def declared_fact_types(policy: CouncilPolicy) -> dict[str, str]:
+    return {fid: policy.facts[fid].type.value for fid in policy.declared_facts}
+
+
+def check_declared_kinds(policy: CouncilPolicy, msg: pb.AuthoriseRequest) -> None:
+    """A scheme fact must be sent in the FactValue field of its declared type."""
+    wanted = {
+        "bool": "bool_value",
+        "int": "int_value",
+        "money": "money_pence",
+        "enum": "enum_value",
+    }
+    types = declared_fact_types(policy)
+    for fid, value in msg.context.facts.items():
+        if fid in types and value.WhichOneof("kind") != wanted[types[fid]]:
+            raise InvalidArgument(
+                f"context.facts[{fid}]", f"is a {types[fid]} fact: send it as {wanted[types[fid]]}"
+            )
+
+
+def answer_to_proto(answer: Answer, request_id: str) -> pb.AuthoriseResponse:
+    out = pb.AuthoriseResponse(
+        effect=pb.EFFECT_ALLOW if answer.allowed else pb.EFFECT_DENY,
+        reason=answer.reason,
+        rule_id=answer.rule,
+        failed_conditions=list(answer.failed_conditions),
+        decided_outside=answer.decided_outside,
+        policy_version=answer.policy_version,
+        decision_id=answer.decision_id,
+        request_id=request_id,
+        matched_role=answer.matched_role,
+        service_area=answer.area,
+    )
+    if answer.citation is not None:
+        c = answer.citation
+        out.citation.CopyFrom(
+            pb.Citation(
+                council=c.council,
+                document=c.document,
+                section=c.section,
+                quote=c.quote,
+                reading=c.reading,
+            )
+        )
+    for o in answer.obligations:
+        out.obligations.append(
+            pb.Obligation(
+                kind=_OBLIGATION_KINDS.get(o.kind, pb.OBLIGATION_KIND_UNSPECIFIED),  # type: ignore[arg-type]
+                role=o.role,
+                party=o.party,
+                timescale=o.timescale,
+                casenote=o.casenote,
+                text=o.text,
+                fact=o.fact,
+            )
+        )
+    for a in answer.authorisers:
+        out.authorisers.append(
+            pb.Authoriser(
+                role=a.role,
+                title=a.title,
+                rule_id=a.rule,
+                section=a.section,
+                conditions=a.conditions,
+            )
+        )
+    return out
+
+
+def councils_to_proto(policies: PolicySet) -> pb.ListCouncilsResponse:
+    out = pb.ListCouncilsResponse(policy_version=policies.version)
+    for cid in sorted(policies.councils):
+        p = policies.councils[cid]
+        out.councils.append(
+            pb.CouncilSummary(
+                council=cid,
+                name=p.name,
+                document=p.title,
+                effective=p.effective,
+                decision_count=len(p.decisions),
+            )
+        )
+    return out
+
+
+def scheme_to_proto(policies: PolicySet, policy: CouncilPolicy) -> pb.GetSchemeResponse:
+    out = pb.GetSchemeResponse(
+        council=policy.council,
+        name=policy.name,
+        document=policy.title,
+        effective=policy.effective,
+        source_file=policy.seed,
+        policy_version=policies.version,
+    )
+    for role in policy.roles.values():
+        out.roles.append(
+            pb.SchemeRole(
+                id=role.id,
+                titles=list(role.titles),
+                kind=role.kind,
+                independent=role.independent,
+                all_areas=role.all_areas,
+                inherited_by=sorted(role.seniors),
+            )
+        )
+    for area in policy.areas.values():
+        out.areas.append(pb.SchemeArea(id=area.id, name=area.name))
+    used: set[str] = set()
+    for d in policy.decisions.values():
+        used.update(d.facts)
+        out.decisions.append(
+            pb.SchemeDecision(
+                id=d.id,
+                section=d.section,
+                heading=d.heading,
+                wording=d.wording,
+                quote=d.quote,
+                reading=d.reading,
+                facts=list(d.facts),
+                required_facts=list(d.required_facts),
+                rule_ids=list(d.rules),
+            )
+        )
+    for fid in sorted(used | set(policy.declared_facts)):
+        spec = policy.facts[fid]
+        out.facts.append(
+            pb.SchemeFact(
+                id=fid,
+                type=spec.type.value,
+                label=spec.label,
+                values=list(spec.values),
+                well_known=fid not in policy.declared_facts,
+            )
+        )
+    return out
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

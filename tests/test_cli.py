@@ -1,0 +1,137 @@
+"""The command line, run as a user would: `remit check`, `remit test`, `remit compile --check`,
+and `remit serve` started as a subprocess answering over gRPC."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from remit.v1 import remit_pb2 as pb
+from remit.v1 import remit_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+REMIT = [sys.executable, "-m", "remit.cli"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*REMIT, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_check_gives_the_same_answer_as_grpc(channel: grpc.Channel) -> None:
+    out = _run(
+        "check",
+        "--council",
+        "torbay",
+        "--decision",
+        "s17_payment",
+        "--role",
+        "team_manager",
+        "--fact",
+        "amount_pence=240000",
+        "--fact",
+        "cumulative_amount_pence=240000",
+        "--json",
+        "--reference",
+    )
+    assert out.returncode == 0, out.stderr
+    cli = json.loads(out.stdout)
+    resp = pb_grpc.AuthorisationServiceStub(channel).Authorise(
+        pb.AuthoriseRequest(
+            council="torbay",
+            decision="s17_payment",
+            actor=pb.Actor(id="cli-user", roles=["team_manager"]),
+            context=pb.Context(amount_pence=240000, cumulative_amount_pence=240000),
+        ),
+        timeout=5,
+    )
+    assert cli["effect"] == "DENY" == pb.Effect.Name(resp.effect).removeprefix("EFFECT_")
+    assert cli["reason"] == resp.reason
+    assert [a["role"] for a in cli["authorisers"]] == [a.role for a in resp.authorisers]
+    assert cli["reference"] == {"effect": "DENY", "rule": ""}
+
+
+def test_check_reports_bad_input_naming_the_field() -> None:
+    out = _run("check", "--council", "torbay", "--decision", "nope", "--role", "team_manager")
+    assert out.returncode == 2
+    assert json.loads(out.stderr)["field"] == "decision"
+
+
+def test_check_exit_code_on_deny() -> None:
+    out = _run(
+        "check",
+        "--council",
+        "torbay",
+        "--decision",
+        "apply_epo",
+        "--role",
+        "team_manager",
+        "--exit-code",
+    )
+    assert out.returncode == 1
+    assert out.stdout.startswith("DENY: ")
+
+
+def test_remit_test_and_compile_check_pass() -> None:
+    t = _run("test")
+    assert t.returncode == 0, t.stdout[-2000:]
+    assert " 0 failed" in t.stdout.splitlines()[-1]
+    c = _run("compile", "--check")
+    assert c.returncode == 0, c.stderr
+
+
+def test_compile_reports_errors_with_exit_3(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text("document: {council: x}\n")
+    out = _run("compile", "--schemes", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert out.returncode == 3
+    assert "policies/schemes/x.yaml:1:" in out.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_subprocess_answers_and_stops_on_sigterm() -> None:
+    port = _free_port()
+    env = dict(os.environ, REMIT_ADDRESS=f"127.0.0.1:{port}")
+    proc = subprocess.Popen(
+        [*REMIT, "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            grpc.channel_ready_future(ch).result(timeout=20)
+            resp = pb_grpc.AuthorisationServiceStub(ch).Authorise(
+                pb.AuthoriseRequest(
+                    council="torbay",
+                    decision="apply_epo",
+                    actor=pb.Actor(id="tm-1", roles=["team_manager"]),
+                    context=pb.Context(exceptional_circumstances=True),
+                ),
+                timeout=5,
+            )
+            assert resp.effect == pb.EFFECT_ALLOW and resp.rule_id == "6.7-tm-exceptional"
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    audit = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert any(e["rule_id"] == "6.7-tm-exceptional" for e in audit)
+    assert "exceptional_circumstances" not in out
+
+
+def test_serve_binds_loopback_by_default() -> None:
+    from remit.cli import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    assert args.address.startswith("127.0.0.1:") or os.environ.get("REMIT_ADDRESS")

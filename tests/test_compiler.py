@@ -1,0 +1,136 @@
+"""The compiler: every problem reported at once with file and line; output reproducible."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from remit import _compiler
+from remit._errors import CompileError
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMES = ROOT / "policies" / "schemes"
+SOURCES = ROOT / "policies" / "sources"
+GENERATED = ROOT / "policies" / "generated"
+
+
+def test_committed_generated_policy_is_what_the_compiler_produces() -> None:
+    files = _compiler.compile_all(SCHEMES, SOURCES)
+    assert _compiler.stale(files, GENERATED) == [], (
+        "run `remit compile` and commit policies/generated"
+    )
+
+
+def test_compile_is_deterministic() -> None:
+    assert _compiler.compile_all(SCHEMES, SOURCES) == _compiler.compile_all(SCHEMES, SOURCES)
+
+
+def test_policy_lines_carry_rule_ids_and_no_commas_in_values() -> None:
+    text = (GENERATED / "torbay" / "policy.csv").read_text()
+    p_lines = [line for line in text.splitlines() if line.startswith("p, ")]
+    assert p_lines
+    for line in p_lines:
+        assert len(line.split(", ")) == 8, line
+    assert (
+        "p, apply_epo, team_manager, *, exceptional_circumstances==true, allow, 30, 6.7-tm-exceptional"
+        in p_lines
+    )
+
+
+BAD = """\
+document:
+  council: bad
+  name: Bad Council
+  title: A scheme with mistakes
+  effective: "2020-01-01"
+  seed: 001_785836d2d9e70f31.txt
+roles:
+  - id: team_manager
+    titles: [Team Manager]
+    reports_to: nobody_here
+decisions:
+  - id: apply_epo
+    section: "6.7"
+    wording: Decision to apply for an EPO
+    quote: "this sentence is not in the document"
+    rules:
+      - id: r1
+        who: [wizard]
+        when: {amount_pence: {max: "lots"}}
+      - id: r1
+        who: [team_manager]
+        when: {moon_phase: full, exceptional_circumstances: {max: 3}}
+"""
+
+
+def _scratch(tmp_path: Path, text: str, name: str = "bad") -> Path:
+    schemes = tmp_path / "schemes"
+    schemes.mkdir()
+    (schemes / f"{name}.yaml").write_text(text)
+    return schemes
+
+
+def test_schema_errors_are_all_reported_with_file_and_line(tmp_path: Path) -> None:
+    with pytest.raises(CompileError) as info:
+        _compiler.compile_all(_scratch(tmp_path, BAD), SOURCES)
+    problems = info.value.problems
+    # schema errors come first and stop the semantic pass: here the "lots" amount
+    assert any(p.line == 19 and "schema" in p.message for p in problems), problems
+    assert all(p.file == "policies/schemes/bad.yaml" for p in problems)
+
+
+def test_semantic_errors_are_all_reported_with_lines(tmp_path: Path) -> None:
+    text = BAD.replace('{max: "lots"}', "{max: 100}")
+    with pytest.raises(CompileError) as info:
+        _compiler.compile_all(_scratch(tmp_path, text), SOURCES)
+    got = {(p.line, p.message.split(" (")[0]) for p in info.value.problems}
+    assert (10, "unknown role 'nobody_here'") in got
+    assert (15, "quote not found in the source document") in got
+    assert (18, "unknown role 'wizard'") in got
+    assert (20, "duplicate rule id 'r1'") in got
+    assert (22, "unknown fact 'moon_phase'") in got
+    assert any(line == 22 and "does not apply to bool" in msg for line, msg in got)
+    assert len(info.value.problems) >= 6
+
+
+def test_duplicate_yaml_keys_are_reported(tmp_path: Path) -> None:
+    text = BAD.replace("  name: Bad Council\n", "  name: Bad Council\n  name: Twice\n")
+    with pytest.raises(CompileError) as info:
+        _compiler.compile_all(_scratch(tmp_path, text), SOURCES)
+    assert any("duplicate key 'name'" in p.message and p.line == 4 for p in info.value.problems)
+
+
+def test_council_must_match_file_name(tmp_path: Path) -> None:
+    text = (SCHEMES / "torbay.yaml").read_text()
+    schemes = _scratch(tmp_path, text, name="elsewhere")
+    with pytest.raises(CompileError) as info:
+        _compiler.compile_all(schemes, SOURCES)
+    assert any("must match the file name" in p.message for p in info.value.problems)
+
+
+def test_parts_are_merged_and_located(tmp_path: Path) -> None:
+    schemes = tmp_path / "schemes"
+    shutil.copytree(SCHEMES, schemes)
+    part_dir = schemes / "torbay.d"
+    part_dir.mkdir(exist_ok=True)
+    (part_dir / "99_broken.yaml").write_text(
+        "decisions:\n  - id: zz\n    section: '1'\n    wording: w\n    quote: q not there at all\n"
+        "    rules:\n      - {id: zz1, who: [nobody]}\n"
+    )
+    with pytest.raises(CompileError) as info:
+        _compiler.compile_all(schemes, SOURCES)
+    mine = [p for p in info.value.problems if p.file.endswith("99_broken.yaml")]
+    assert {(p.line, p.message) for p in mine} >= {
+        (5, "quote not found in the source document (use ... to join fragments)"),
+        (7, "unknown role 'nobody'"),
+    }
+
+
+def test_quote_matching_folds_case_space_and_markup() -> None:
+    src = _compiler.normalise_text(
+        "**Deviation**  should only be agreed by the <b>Assistant</b>\nDirector"
+    )
+    assert _compiler.quote_found("deviation should only be agreed by the assistant director", src)
+    assert _compiler.quote_found("Deviation ... Director", src)
+    assert not _compiler.quote_found("Director ... Deviation", src)
