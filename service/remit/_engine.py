@@ -160,7 +160,12 @@ def _effective_area(policy: CouncilPolicy, decision: Decision, req: Request) -> 
     area, an actor of exactly one area acts in it. When the decision has area-limited
     rules and the area cannot be settled, the request is refused rather than guessed.
     """
-    scoped = any(line.area != "*" for line in decision.lines)
+    roles = frozenset(req.actor.roles)
+    # only area-limited lines this actor could match make the area matter
+    scoped = any(
+        line.area != "*" and (line.matching_roles is None or line.matching_roles & roles)
+        for line in decision.lines
+    )
     actor_areas = set(req.actor.service_areas)
     wide = any(policy.roles[r].all_areas for r in req.actor.roles)
     if req.service_area:
