@@ -36,6 +36,7 @@ def _derive(ctx: dict[str, FactValue]) -> None:
     ctx.setdefault("grant_remaining", 0)
     ctx.setdefault("grant_unexpired", False)
     ctx.setdefault("actor_agency", False)
+    ctx.setdefault("actor_registered_social_worker", False)
 
 
 def _values(policy: CouncilPolicy, term: Term) -> list[FactValue]:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
+
 from remit._conditions import FactValue
-from remit._engine import Actor, Answer, Grant, Request
+from remit._engine import Actor, Answer, Authoriser, Grant, Request
 from remit._errors import InvalidArgument
 from remit._facts import WELL_KNOWN
-from remit._policy import CouncilPolicy, PolicySet
+from remit._policy import CouncilPolicy, Obligation, PolicySet
+from remit._queries import Permitted
 from remit.v1 import remit_pb2 as pb
 
 _OBLIGATION_KINDS: dict[str, int] = {
@@ -33,12 +37,14 @@ _FLAGS = (
     "out_of_hours",
     "looked_after",
     "court_proceedings",
+    "cp_plan",
+    "child_in_need",
 )
+_ENUMS = ("legal_status", "cp_category", "care_leaver_eligibility", "placement_provider")
 
 
-def request_from_proto(msg: pb.AuthoriseRequest) -> Request:
-    """Typed engine request; malformed values raise InvalidArgument naming the field."""
-    ctx = msg.context
+def context_from_proto(ctx: pb.Context) -> tuple[dict[str, FactValue], str, Grant | None]:
+    """Typed facts, service area and grant; malformed values raise InvalidArgument."""
     facts: dict[str, FactValue] = {}
     for name in _OPTIONAL_INTS:
         if ctx.HasField(name):  # type: ignore[arg-type]
@@ -50,8 +56,9 @@ def request_from_proto(msg: pb.AuthoriseRequest) -> Request:
         facts["absent_roles"] = frozenset(ctx.absent_roles)
     if ctx.concurring_roles:
         facts["concurring_roles"] = frozenset(ctx.concurring_roles)
-    if ctx.legal_status:
-        facts["legal_status"] = ctx.legal_status
+    for name in _ENUMS:
+        if getattr(ctx, name):
+            facts[name] = getattr(ctx, name)
     for fid, value in ctx.facts.items():
         if fid in WELL_KNOWN:
             raise InvalidArgument(
@@ -68,22 +75,38 @@ def request_from_proto(msg: pb.AuthoriseRequest) -> Request:
         except ValueError as exc:
             raise InvalidArgument("context.grant.expires_on", "must be a date YYYY-MM-DD") from exc
         grant = Grant(ctx.grant.decision, int(ctx.grant.remaining), expires)
-    when = None
-    if msg.HasField("decision_time"):
-        when = msg.decision_time.ToDatetime(tzinfo=UTC)
+    return facts, ctx.service_area, grant
+
+
+def actor_from_proto(actor: pb.Actor) -> Actor:
+    return Actor(
+        id=actor.id,
+        roles=tuple(actor.roles),
+        service_areas=tuple(actor.service_areas),
+        agency=actor.agency,
+        registered_social_worker=actor.registered_social_worker,
+        acting_for=tuple(actor.acting_for),
+    )
+
+
+def time_from_proto(msg: Message, field: str) -> datetime | None:
+    if not msg.HasField(field):
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(msg, field)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def request_from_proto(msg: pb.AuthoriseRequest) -> Request:
+    """Typed engine request; malformed values raise InvalidArgument naming the field."""
+    facts, area, grant = context_from_proto(msg.context)
     return Request(
         council=msg.council,
         decision=msg.decision,
-        actor=Actor(
-            id=msg.actor.id,
-            roles=tuple(msg.actor.roles),
-            service_areas=tuple(msg.actor.service_areas),
-            agency=msg.actor.agency,
-        ),
+        actor=actor_from_proto(msg.actor),
         facts=facts,
-        service_area=ctx.service_area,
+        service_area=area,
         grant=grant,
-        decision_time=when,
+        decision_time=time_from_proto(msg, "decision_time"),
         request_id=msg.request_id,
     )
 
@@ -92,7 +115,7 @@ def declared_fact_types(policy: CouncilPolicy) -> dict[str, str]:
     return {fid: policy.facts[fid].type.value for fid in policy.declared_facts}
 
 
-def check_declared_kinds(policy: CouncilPolicy, msg: pb.AuthoriseRequest) -> None:
+def check_declared_kinds(policy: CouncilPolicy, ctx: pb.Context) -> None:
     """A scheme fact must be sent in the FactValue field of its declared type."""
     wanted = {
         "bool": "bool_value",
@@ -101,7 +124,7 @@ def check_declared_kinds(policy: CouncilPolicy, msg: pb.AuthoriseRequest) -> Non
         "enum": "enum_value",
     }
     types = declared_fact_types(policy)
-    for fid, value in msg.context.facts.items():
+    for fid, value in ctx.facts.items():
         if fid in types and value.WhichOneof("kind") != wanted[types[fid]]:
             raise InvalidArgument(
                 f"context.facts[{fid}]", f"is a {types[fid]} fact: send it as {wanted[types[fid]]}"
@@ -132,28 +155,8 @@ def answer_to_proto(answer: Answer, request_id: str) -> pb.AuthoriseResponse:
                 reading=c.reading,
             )
         )
-    for o in answer.obligations:
-        out.obligations.append(
-            pb.Obligation(
-                kind=_OBLIGATION_KINDS.get(o.kind, pb.OBLIGATION_KIND_UNSPECIFIED),  # type: ignore[arg-type]
-                role=o.role,
-                party=o.party,
-                timescale=o.timescale,
-                casenote=o.casenote,
-                text=o.text,
-                fact=o.fact,
-            )
-        )
-    for a in answer.authorisers:
-        out.authorisers.append(
-            pb.Authoriser(
-                role=a.role,
-                title=a.title,
-                rule_id=a.rule,
-                section=a.section,
-                conditions=a.conditions,
-            )
-        )
+    out.obligations.extend(obligation_to_proto(o) for o in answer.obligations)
+    out.authorisers.extend(authoriser_to_proto(a) for a in answer.authorisers)
     return out
 
 
@@ -227,3 +230,39 @@ def scheme_to_proto(policies: PolicySet, policy: CouncilPolicy) -> pb.GetSchemeR
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def authoriser_to_proto(a: Authoriser) -> pb.Authoriser:
+    return pb.Authoriser(
+        role=a.role, title=a.title, rule_id=a.rule, section=a.section, conditions=a.conditions
+    )
+
+
+def obligation_to_proto(o: Obligation) -> pb.Obligation:
+    return pb.Obligation(
+        kind=_OBLIGATION_KINDS.get(o.kind, pb.OBLIGATION_KIND_UNSPECIFIED),  # type: ignore[arg-type]
+        role=o.role,
+        party=o.party,
+        timescale=o.timescale,
+        casenote=o.casenote,
+        text=o.text,
+        fact=o.fact,
+    )
+
+
+def permitted_to_proto(found: list[Permitted], version: str) -> pb.ListPermittedDecisionsResponse:
+    return pb.ListPermittedDecisionsResponse(
+        decisions=[
+            pb.PermittedDecision(
+                decision=p.decision,
+                wording=p.wording,
+                section=p.section,
+                rule_id=p.rule,
+                summary=p.summary,
+                conditional=p.conditional,
+                obligations=[obligation_to_proto(o) for o in p.obligations],
+            )
+            for p in found
+        ],
+        policy_version=version,
+    )

@@ -33,6 +33,13 @@ class Actor:
     roles: tuple[str, ...]
     service_areas: tuple[str, ...] = ()
     agency: bool = False
+    registered_social_worker: bool = False
+    # posts this actor covers in their holder's absence: exercised as the actor's own roles
+    acting_for: tuple[str, ...] = ()
+
+    @property
+    def all_roles(self) -> tuple[str, ...]:
+        return self.roles + tuple(r for r in self.acting_for if r not in self.roles)
 
 
 @dataclass(frozen=True)
@@ -112,18 +119,36 @@ def _check_name(field_name: str, value: str, pattern: re.Pattern[str] = NAME_PAT
         )
 
 
+def council_policy(policies: PolicySet, council: str) -> CouncilPolicy:
+    _check_name("council", council)
+    policy = policies.councils.get(council)
+    if policy is None:
+        raise NotFound("council", f"unknown council {council!r}")
+    return policy
+
+
+def decision_of(policy: CouncilPolicy, decision_id: str) -> Decision:
+    _check_name("decision", decision_id)
+    decision = policy.decisions.get(decision_id)
+    if decision is None:
+        raise NotFound("decision", f"council {policy.council!r} has no decision {decision_id!r}")
+    return decision
+
+
 def prepare(policies: PolicySet, req: Request) -> Prepared:
     """Validate ``req`` against the catalogue. Raises InvalidArgument / NotFound."""
-    _check_name("council", req.council)
-    policy = policies.councils.get(req.council)
-    if policy is None:
-        raise NotFound("council", f"unknown council {req.council!r}")
-    _check_name("decision", req.decision)
-    decision = policy.decisions.get(req.decision)
-    if decision is None:
-        raise NotFound("decision", f"council {req.council!r} has no decision {req.decision!r}")
+    policy = council_policy(policies, req.council)
+    decision = decision_of(policy, req.decision)
     if req.request_id:
         _check_name("request_id", req.request_id, ID_PATTERN)
+    validate_actor(policy, req)
+    validate_service_area(policy, req.service_area)
+    area = _effective_area(policy, decision, req)
+    ctx = context(policy, decision, req)
+    return Prepared(policy, decision, frozenset(req.actor.all_roles), area, ctx)
+
+
+def validate_actor(policy: CouncilPolicy, req: Request) -> None:
     _check_name("actor.id", req.actor.id, ID_PATTERN)
     if not req.actor.roles:
         raise InvalidArgument("actor.roles", "at least one role is required")
@@ -133,6 +158,14 @@ def prepare(policies: PolicySet, req: Request) -> Prepared:
         _check_name(f"actor.roles[{i}]", role)
         if role not in policy.roles:
             raise NotFound(f"actor.roles[{i}]", f"council {req.council!r} has no role {role!r}")
+    if len(req.actor.acting_for) > MAX_ROLES:
+        raise InvalidArgument("actor.acting_for", f"at most {MAX_ROLES} roles")
+    for i, role in enumerate(req.actor.acting_for):
+        _check_name(f"actor.acting_for[{i}]", role)
+        if role not in policy.roles:
+            raise NotFound(
+                f"actor.acting_for[{i}]", f"council {req.council!r} has no role {role!r}"
+            )
     if len(req.actor.service_areas) > MAX_AREAS:
         raise InvalidArgument("actor.service_areas", f"at most {MAX_AREAS} areas")
     for i, area in enumerate(req.actor.service_areas):
@@ -141,15 +174,15 @@ def prepare(policies: PolicySet, req: Request) -> Prepared:
             raise NotFound(
                 f"actor.service_areas[{i}]", f"council {req.council!r} has no area {area!r}"
             )
-    if req.service_area:
-        _check_name("context.service_area", req.service_area)
-        if req.service_area not in policy.areas:
+
+
+def validate_service_area(policy: CouncilPolicy, area: str) -> None:
+    if area:
+        _check_name("context.service_area", area)
+        if area not in policy.areas:
             raise NotFound(
-                "context.service_area", f"council {req.council!r} has no area {req.service_area!r}"
+                "context.service_area", f"council {policy.council!r} has no area {area!r}"
             )
-    area = _effective_area(policy, decision, req)
-    ctx = _context(policy, decision, req)
-    return Prepared(policy, decision, frozenset(req.actor.roles), area, ctx)
 
 
 def _effective_area(policy: CouncilPolicy, decision: Decision, req: Request) -> str:
@@ -160,14 +193,14 @@ def _effective_area(policy: CouncilPolicy, decision: Decision, req: Request) -> 
     area, an actor of exactly one area acts in it. When the decision has area-limited
     rules and the area cannot be settled, the request is refused rather than guessed.
     """
-    roles = frozenset(req.actor.roles)
+    roles = frozenset(req.actor.all_roles)
     # only area-limited lines this actor could match make the area matter
     scoped = any(
         line.area != "*" and (line.matching_roles is None or line.matching_roles & roles)
         for line in decision.lines
     )
     actor_areas = set(req.actor.service_areas)
-    wide = any(policy.roles[r].all_areas for r in req.actor.roles)
+    wide = any(policy.roles[r].all_areas for r in req.actor.all_roles)
     if req.service_area:
         if wide or req.service_area in actor_areas:
             return req.service_area
@@ -188,7 +221,20 @@ def _effective_area(policy: CouncilPolicy, decision: Decision, req: Request) -> 
     return ""
 
 
-def _context(policy: CouncilPolicy, decision: Decision, req: Request) -> dict[str, FactValue]:
+def known_facts(req: Request) -> frozenset[str]:
+    """Facts the request settles: those it carries, the actor's, and what derives from them."""
+    known = set(req.facts) | set(ACTOR_FACTS)
+    if "legal_status" in known:
+        known.add("legal_status_group")
+    if req.grant is not None:
+        known |= {"grant_remaining", "grant_unexpired"}
+    return frozenset(known)
+
+
+def context(
+    policy: CouncilPolicy, decision: Decision, req: Request, *, require: bool = True
+) -> dict[str, FactValue]:
+    """Typed facts with defaults and derived facts. ``require``: refuse missing facts."""
     if len(req.facts) > MAX_FACTS:
         raise InvalidArgument("context.facts", f"at most {MAX_FACTS} facts")
     ctx: dict[str, FactValue] = {}
@@ -211,6 +257,7 @@ def _context(policy: CouncilPolicy, decision: Decision, req: Request) -> dict[st
         elif spec.type is FactType.ROLES:
             ctx[fid] = frozenset()
     ctx["actor_agency"] = req.actor.agency
+    ctx["actor_registered_social_worker"] = req.actor.registered_social_worker
     if "legal_status" in ctx:
         ctx["legal_status_group"] = LEGAL_STATUS_GROUPS[str(ctx["legal_status"])]
     when = req.decision_time or datetime.now(UTC)
@@ -222,7 +269,7 @@ def _context(policy: CouncilPolicy, decision: Decision, req: Request) -> dict[st
     applies = grant is not None and grant.decision == decision.id
     ctx["grant_remaining"] = grant.remaining if grant is not None and applies else 0
     ctx["grant_unexpired"] = bool(grant is not None and applies and grant.expires >= when.date())
-    for fid in decision.required_facts:
+    for fid in decision.required_facts if require else ():
         if fid not in ctx:
             spec = policy.facts[fid]
             where = f"context.facts[{fid}]" if fid in policy.declared_facts else f"context.{fid}"
@@ -380,24 +427,49 @@ def _steps(rule: Rule) -> frozenset[str]:
     )
 
 
-def authorisers(prep: Prepared) -> tuple[Authoriser, ...]:
-    """Roles whose permission would hold in this context, lowest post first."""
+def _holds_ignoring(line: Line, ctx: Mapping[str, FactValue], skip: frozenset[str]) -> bool:
+    return all(t.holds(ctx) for t in line.cond if t.fact not in skip)
+
+
+def open_terms(line: Line, rule: Rule, known: frozenset[str] | None) -> frozenset[str]:
+    """Facts of a line left open: steps the decider takes, and facts the request lacks."""
+    steps = _steps(rule)
+    if known is None:
+        return steps
+    return steps | frozenset(t.fact for t in line.cond if t.fact not in known)
+
+
+def authorisers(prep: Prepared, known: frozenset[str] | None = None) -> tuple[Authoriser, ...]:
+    """Posts that could take this decision in this context, lowest post first.
+
+    Each post named by a permission is tried as if it asked, in the same area and context:
+    the first line that would decide for it (prohibitions included) settles whether it is
+    an authoriser. Preconditions and agreements are steps the authoriser takes, so they
+    are not required of the context; they appear in the conditions summary.
+    """
     policy = prep.policy
     found: dict[str, Authoriser] = {}
-    for line in prep.decision.lines:
-        if line.effect != "allow" or line.role == "*":
-            continue
-        if line.area != "*" and prep.area and line.area != prep.area:
-            continue
-        rule = policy.rules[line.rule]
-        steps = _steps(rule)
-        if not all(t.holds(prep.ctx) for t in line.cond if t.fact not in steps):
-            continue
-        if line.role in found:
-            continue
-        found[line.role] = Authoriser(
-            line.role, policy.roles[line.role].title, rule.id, rule.section, summary(policy, line)
-        )
+    candidates = [
+        line.role for line in prep.decision.lines if line.effect == "allow" and line.role != "*"
+    ]
+    for role in dict.fromkeys(candidates):
+        for line in prep.decision.lines:
+            area = prep.area or (line.area if line.area != "*" else "")
+            if line.area != "*" and line.area != area:
+                continue
+            if line.matching_roles is not None and role not in line.matching_roles:
+                continue
+            if line.effect == "allow" and line.role != role:
+                continue  # list each post for its own row, not for a junior post's
+            skip = open_terms(line, policy.rules[line.rule], known)
+            if not _holds_ignoring(line, prep.ctx, skip):
+                continue
+            if line.effect == "allow":
+                rule = policy.rules[line.rule]
+                found[role] = Authoriser(
+                    role, policy.roles[role].title, rule.id, rule.section, summary(policy, line)
+                )
+            break
     return tuple(sorted(found.values(), key=lambda a: (-policy.roles[a.role].rank, a.role)))
 
 

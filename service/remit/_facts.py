@@ -86,7 +86,32 @@ WELL_KNOWN: dict[str, FactSpec] = {
             FactType.BOOL,
             "the child is the subject of court proceedings",
         ),
+        FactSpec("cp_plan", FactType.BOOL, "the child is subject of a child protection plan"),
+        FactSpec(
+            "cp_category",
+            FactType.ENUM,
+            "the CP plan category",
+            values=("NEG", "PHY", "SAB", "EMO", "MUL"),
+        ),
+        FactSpec("child_in_need", FactType.BOOL, "the child is a child in need"),
+        FactSpec(
+            "care_leaver_eligibility",
+            FactType.ENUM,
+            "the care-leaver eligibility",
+            values=("relevant", "former_relevant", "qualifying"),
+        ),
+        FactSpec(
+            "placement_provider",
+            FactType.ENUM,
+            "the SSDA903 placement provider",
+            values=("PR0", "PR1", "PR2", "PR3", "PR4", "PR5"),
+        ),
         FactSpec("actor_agency", FactType.BOOL, "the actor is an agency worker"),
+        FactSpec(
+            "actor_registered_social_worker",
+            FactType.BOOL,
+            "the actor is a registered social worker",
+        ),
         FactSpec(
             "legal_status_group",
             FactType.ENUM,
@@ -113,4 +138,4 @@ WELL_KNOWN: dict[str, FactSpec] = {
 DERIVED_FROM: dict[str, str] = {"legal_status_group": "legal_status"}
 
 # Actor attributes copied into the context.
-ACTOR_FACTS: frozenset[str] = frozenset({"actor_agency"})
+ACTOR_FACTS: frozenset[str] = frozenset({"actor_agency", "actor_registered_social_worker"})

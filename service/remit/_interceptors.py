@@ -85,7 +85,8 @@ class RecoveryInterceptor(grpc.ServerInterceptor):
         return _wrap(continuation(details), wrap)
 
 
-def _check_message(msg: Message, prefix: str = "") -> None:
+def check_message(msg: Message, prefix: str = "") -> None:
+    """Generic limits on every string and repeated field; raises InvalidArgument."""
     for fd, value in msg.ListFields():
         name = f"{prefix}{fd.name}"
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
@@ -95,7 +96,7 @@ def _check_message(msg: Message, prefix: str = "") -> None:
                 if isinstance(key, str) and len(key) > MAX_STRING:
                     raise _limit(name, f"keys are at most {MAX_STRING} characters")
                 if isinstance(item, Message):
-                    _check_message(item, f"{name}[{key}].")
+                    check_message(item, f"{name}[{key}].")
                 elif isinstance(item, str) and len(item) > MAX_STRING:
                     raise _limit(f"{name}[{key}]", f"at most {MAX_STRING} characters")
         elif fd.is_repeated:
@@ -103,11 +104,11 @@ def _check_message(msg: Message, prefix: str = "") -> None:
                 raise _limit(name, f"at most {MAX_REPEATED} entries")
             for i, item in enumerate(value):
                 if isinstance(item, Message):
-                    _check_message(item, f"{name}[{i}].")
+                    check_message(item, f"{name}[{i}].")
                 elif isinstance(item, str) and len(item) > MAX_STRING:
                     raise _limit(f"{name}[{i}]", f"at most {MAX_STRING} characters")
         elif isinstance(value, Message):
-            _check_message(value, f"{name}.")
+            check_message(value, f"{name}.")
         elif isinstance(value, str):
             if len(value) > MAX_STRING:
                 raise _limit(name, f"at most {MAX_STRING} characters")
@@ -127,7 +128,7 @@ class ValidationInterceptor(grpc.ServerInterceptor):
             def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
                 try:
                     if isinstance(request, Message):
-                        _check_message(request)
+                        check_message(request)
                     return inner(request, context)
                 except RequestError as exc:
                     abort_request_error(context, exc)

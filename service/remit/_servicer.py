@@ -1,35 +1,139 @@
 """Thin gRPC servicers: convert, call plain functions, convert back.
 
 Errors are raised as :class:`RequestError`; the validation interceptor turns them into
-INVALID_ARGUMENT / NOT_FOUND with the field named.
+INVALID_ARGUMENT / NOT_FOUND with the field named. In a batch or stream each item gets its
+own result or its own error, so one bad item never fails the rest.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import grpc
+from google.rpc import code_pb2
 
 from remit import _convert
 from remit._engine import decide
-from remit._errors import NotFound
+from remit._errors import InvalidArgument, NotFound, RequestError
 from remit._holder import PolicyHolder
+from remit._interceptors import check_message
+from remit._policy import PolicySet
+from remit._queries import permitted_decisions, who_may_decide
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
+log = logging.getLogger("remit.server")
+
+DEFAULT_BATCH_LIMIT = 100
+
+
+def authorise(policies: PolicySet, request: pb.AuthoriseRequest) -> pb.AuthoriseResponse:
+    req = _convert.request_from_proto(request)
+    policy = policies.councils.get(request.council)
+    if policy is not None:
+        _convert.check_declared_kinds(policy, request.context)
+    return _convert.answer_to_proto(decide(policies, req), request.request_id)
+
+
+def authorise_item(policies: PolicySet, item: pb.BatchItem) -> pb.BatchResult:
+    """One batch item: its answer, or its own error. An internal fault is INTERNAL."""
+    result = pb.BatchResult(correlation_id=item.correlation_id)
+    try:
+        check_message(item.request, "request.")
+        result.response.CopyFrom(authorise(policies, item.request))
+    except RequestError as exc:
+        code = code_pb2.NOT_FOUND if isinstance(exc, NotFound) else code_pb2.INVALID_ARGUMENT
+        result.error.CopyFrom(pb.ItemError(code=code, message=str(exc), field=exc.field))
+    except Exception:
+        log.exception("internal error in batch item")
+        result.error.CopyFrom(
+            pb.ItemError(code=code_pb2.INTERNAL, message="internal error; no decision was made")
+        )
+    return result
+
 
 class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
-    def __init__(self, holder: PolicyHolder) -> None:
+    def __init__(self, holder: PolicyHolder, batch_limit: int = DEFAULT_BATCH_LIMIT) -> None:
         self._holder = holder
+        self._batch_limit = batch_limit
 
     def Authorise(
         self, request: pb.AuthoriseRequest, context: grpc.ServicerContext
     ) -> pb.AuthoriseResponse:
-        policies = self._holder.current()  # one whole version for the whole request
-        req = _convert.request_from_proto(request)
+        return authorise(self._holder.current(), request)  # one version for the request
+
+    def _check_batch(self, items: int) -> None:
+        if items > self._batch_limit:
+            raise InvalidArgument("items", f"at most {self._batch_limit} items per message")
+
+    def AuthoriseBatch(
+        self, request: pb.AuthoriseBatchRequest, context: grpc.ServicerContext
+    ) -> pb.AuthoriseBatchResponse:
+        self._check_batch(len(request.items))
+        policies = self._holder.current()  # the whole batch under one version
+        return pb.AuthoriseBatchResponse(
+            results=[authorise_item(policies, item) for item in request.items]
+        )
+
+    def AuthoriseStream(
+        self, request_iterator: Iterator[pb.AuthoriseStreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.AuthoriseStreamResponse]:
+        for message in request_iterator:
+            if len(message.items) > self._batch_limit:
+                results = [
+                    pb.BatchResult(
+                        correlation_id=item.correlation_id,
+                        error=pb.ItemError(
+                            code=code_pb2.INVALID_ARGUMENT,
+                            message=f"items: at most {self._batch_limit} items per message",
+                            field="items",
+                        ),
+                    )
+                    for item in message.items
+                ]
+                yield pb.AuthoriseStreamResponse(results=results)
+                continue
+            policies = self._holder.current()  # each message under one version
+            yield pb.AuthoriseStreamResponse(
+                results=[authorise_item(policies, item) for item in message.items]
+            )
+
+    def ListPermittedDecisions(
+        self, request: pb.ListPermittedDecisionsRequest, context: grpc.ServicerContext
+    ) -> pb.ListPermittedDecisionsResponse:
+        policies = self._holder.current()
         policy = policies.councils.get(request.council)
         if policy is not None:
-            _convert.check_declared_kinds(policy, request)
-        answer = decide(policies, req)
-        return _convert.answer_to_proto(answer, request.request_id)
+            _convert.check_declared_kinds(policy, request.context)
+        actor = _convert.actor_from_proto(request.actor)
+        facts, area, grant = _convert.context_from_proto(request.context)
+        when = _convert.time_from_proto(request, "decision_time")
+        found = permitted_decisions(policies, request.council, actor, facts, area, grant, when)
+        return _convert.permitted_to_proto(found, policies.version)
+
+    def ListAuthorisers(
+        self, request: pb.ListAuthorisersRequest, context: grpc.ServicerContext
+    ) -> pb.ListAuthorisersResponse:
+        policies = self._holder.current()
+        policy = policies.councils.get(request.council)
+        if policy is not None:
+            _convert.check_declared_kinds(policy, request.context)
+        facts, area, grant = _convert.context_from_proto(request.context)
+        when = _convert.time_from_proto(request, "decision_time")
+        found = who_may_decide(
+            policies, request.council, request.decision, facts, area, grant, when
+        )
+        return pb.ListAuthorisersResponse(
+            authorisers=[_convert.authoriser_to_proto(a) for a in found],
+            policy_version=policies.version,
+        )
+
+    def Notifications(
+        self, request: pb.NotificationsRequest, context: grpc.ServicerContext
+    ) -> pb.NotificationsResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "Notifications is not available yet")
+        raise AssertionError("unreachable")
 
 
 class CatalogueServicer(pb_grpc.CatalogueServiceServicer):

@@ -113,6 +113,8 @@ def build_request(
             roles=tuple(roles if isinstance(roles, list) else [roles]),
             service_areas=tuple(actor.get("service_areas", [])),
             agency=bool(actor.get("agency", False)),
+            registered_social_worker=bool(actor.get("registered_social_worker", False)),
+            acting_for=tuple(actor.get("acting_for", [])),
         ),
         facts=_facts(policies, council, ctx),
         service_area=service_area,

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -74,10 +75,14 @@ class Actor(_message.Message):
     ROLES_FIELD_NUMBER: _builtins.int
     SERVICE_AREAS_FIELD_NUMBER: _builtins.int
     AGENCY_FIELD_NUMBER: _builtins.int
+    REGISTERED_SOCIAL_WORKER_FIELD_NUMBER: _builtins.int
+    ACTING_FOR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier from the host system (never a name). 1-128 of [A-Za-z0-9_.:@/-]."""
     agency: _builtins.bool
     """An agency (temporary) worker."""
+    registered_social_worker: _builtins.bool
+    """Registered with Social Work England."""
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Role ids of the council's scheme (see GetScheme). At least one."""
@@ -86,6 +91,10 @@ class Actor(_message.Message):
     def service_areas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Service / management area ids the actor works in."""
 
+    @_builtins.property
+    def acting_for(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Role ids of posts this actor is covering in their absence (SSDA903 SW_REASON ABSENC)."""
+
     def __init__(
         self,
         *,
@@ -93,10 +102,12 @@ class Actor(_message.Message):
         roles: _abc.Iterable[_builtins.str] | None = ...,
         service_areas: _abc.Iterable[_builtins.str] | None = ...,
         agency: _builtins.bool = ...,
+        registered_social_worker: _builtins.bool = ...,
+        acting_for: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "id", b"id", "roles", b"roles", "service_areas", b"service_areas"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acting_for", b"acting_for", "agency", b"agency", "id", b"id", "registered_social_worker", b"registered_social_worker", "roles", b"roles", "service_areas", b"service_areas"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -208,6 +219,11 @@ class Context(_message.Message):
     SERVICE_AREA_FIELD_NUMBER: _builtins.int
     GRANT_FIELD_NUMBER: _builtins.int
     FACTS_FIELD_NUMBER: _builtins.int
+    CP_PLAN_FIELD_NUMBER: _builtins.int
+    CP_CATEGORY_FIELD_NUMBER: _builtins.int
+    CHILD_IN_NEED_FIELD_NUMBER: _builtins.int
+    CARE_LEAVER_ELIGIBILITY_FIELD_NUMBER: _builtins.int
+    PLACEMENT_PROVIDER_FIELD_NUMBER: _builtins.int
     amount_pence: _builtins.int
     cumulative_amount_pence: _builtins.int
     emergency: _builtins.bool
@@ -222,6 +238,14 @@ class Context(_message.Message):
     court_proceedings: _builtins.bool
     service_area: _builtins.str
     """The service area the decision is taken in (defaults to the actor's only area)."""
+    cp_plan: _builtins.bool
+    """Subject of a child protection plan, and its CIN census category (NEG PHY SAB EMO MUL)."""
+    cp_category: _builtins.str
+    child_in_need: _builtins.bool
+    care_leaver_eligibility: _builtins.str
+    """Care-leaver eligibility: relevant, former_relevant, qualifying."""
+    placement_provider: _builtins.str
+    """SSDA903 placement provider: PR0 PR1 PR2 PR3 PR4 PR5."""
     @_builtins.property
     def absent_roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Role ids of posts recorded as absent (deputies act "in their absence")."""
@@ -254,10 +278,15 @@ class Context(_message.Message):
         service_area: _builtins.str = ...,
         grant: Global___Grant | None = ...,
         facts: _abc.Mapping[_builtins.str, Global___FactValue] | None = ...,
+        cp_plan: _builtins.bool = ...,
+        cp_category: _builtins.str = ...,
+        child_in_need: _builtins.bool = ...,
+        care_leaver_eligibility: _builtins.str = ...,
+        placement_provider: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_pence", b"_amount_pence", "_child_age", b"_child_age", "_cumulative_amount_pence", b"_cumulative_amount_pence", "_placement_distance_miles", b"_placement_distance_miles", "amount_pence", b"amount_pence", "child_age", b"child_age", "cumulative_amount_pence", b"cumulative_amount_pence", "grant", b"grant", "placement_distance_miles", b"placement_distance_miles"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_pence", b"_amount_pence", "_child_age", b"_child_age", "_cumulative_amount_pence", b"_cumulative_amount_pence", "_placement_distance_miles", b"_placement_distance_miles", "absent_roles", b"absent_roles", "amount_pence", b"amount_pence", "child_age", b"child_age", "concurring_roles", b"concurring_roles", "court_proceedings", b"court_proceedings", "cumulative_amount_pence", b"cumulative_amount_pence", "emergency", b"emergency", "exceptional_circumstances", b"exceptional_circumstances", "facts", b"facts", "grant", b"grant", "legal_status", b"legal_status", "looked_after", b"looked_after", "out_of_hours", b"out_of_hours", "placement_distance_miles", b"placement_distance_miles", "service_area", b"service_area"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_pence", b"_amount_pence", "_child_age", b"_child_age", "_cumulative_amount_pence", b"_cumulative_amount_pence", "_placement_distance_miles", b"_placement_distance_miles", "absent_roles", b"absent_roles", "amount_pence", b"amount_pence", "care_leaver_eligibility", b"care_leaver_eligibility", "child_age", b"child_age", "child_in_need", b"child_in_need", "concurring_roles", b"concurring_roles", "court_proceedings", b"court_proceedings", "cp_category", b"cp_category", "cp_plan", b"cp_plan", "cumulative_amount_pence", b"cumulative_amount_pence", "emergency", b"emergency", "exceptional_circumstances", b"exceptional_circumstances", "facts", b"facts", "grant", b"grant", "legal_status", b"legal_status", "looked_after", b"looked_after", "out_of_hours", b"out_of_hours", "placement_distance_miles", b"placement_distance_miles", "placement_provider", b"placement_provider", "service_area", b"service_area"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__amount_pence: _TypeAlias = _typing.Literal["amount_pence"]  # noqa: Y015
     _WhichOneofArgType__amount_pence: _TypeAlias = _typing.Literal["_amount_pence", b"_amount_pence"]  # noqa: Y015
@@ -279,6 +308,90 @@ class Context(_message.Message):
 Global___Context: _TypeAlias = Context  # noqa: Y015
 
 @_typing.final
+class HostRecord(_message.Message):
+    """Raw records as the host system holds them; the server maps them with the council's
+    mapping tables (adapters/mappings/<council>/<system>.yaml) instead of canonical fields.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLE_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    table: _builtins.str
+    """The host's table, e.g. DIM_WORKER, FACT_LEGAL_STATUS (LCS) or WORKER (PARIS)."""
+    @_builtins.property
+    def fields(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        table: _builtins.str = ...,
+        fields: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HostRecord: _TypeAlias = HostRecord  # noqa: Y015
+
+@_typing.final
+class HostInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYSTEM_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    system: _builtins.str
+    """lcs or paris."""
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___HostRecord]: ...
+    def __init__(
+        self,
+        *,
+        system: _builtins.str = ...,
+        records: _abc.Iterable[Global___HostRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records", "system", b"system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HostInput: _TypeAlias = HostInput  # noqa: Y015
+
+@_typing.final
+class MappedValue(_message.Message):
+    """One canonical value the server derived from host records."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    RAW_FIELD_NUMBER: _builtins.int
+    CANONICAL_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """Canonical field, e.g. actor.roles, context.legal_status."""
+    raw: _builtins.str
+    canonical: _builtins.str
+    source: _builtins.str
+    """Mapping file and entry it came from."""
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        raw: _builtins.str = ...,
+        canonical: _builtins.str = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canonical", b"canonical", "field", b"field", "raw", b"raw", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MappedValue: _TypeAlias = MappedValue  # noqa: Y015
+
+@_typing.final
 class AuthoriseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -288,6 +401,7 @@ class AuthoriseRequest(_message.Message):
     CONTEXT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     DECISION_TIME_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
     council: _builtins.str
     decision: _builtins.str
     request_id: _builtins.str
@@ -300,6 +414,10 @@ class AuthoriseRequest(_message.Message):
     def decision_time(self) -> _timestamp_pb2.Timestamp:
         """When the decision is taken; defaults to the server's clock."""
 
+    @_builtins.property
+    def host(self) -> Global___HostInput:
+        """Instead of (or besides) canonical actor/context: the host's raw records."""
+
     def __init__(
         self,
         *,
@@ -309,10 +427,11 @@ class AuthoriseRequest(_message.Message):
         context: Global___Context | None = ...,
         request_id: _builtins.str = ...,
         decision_time: _timestamp_pb2.Timestamp | None = ...,
+        host: Global___HostInput | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "context", b"context", "decision_time", b"decision_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "context", b"context", "decision_time", b"decision_time", "host", b"host"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "context", b"context", "council", b"council", "decision", b"decision", "decision_time", b"decision_time", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "context", b"context", "council", b"council", "decision", b"decision", "decision_time", b"decision_time", "host", b"host", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -368,6 +487,7 @@ class Obligation(_message.Message):
     CASENOTE_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     FACT_FIELD_NUMBER: _builtins.int
+    DUE_FIELD_NUMBER: _builtins.int
     kind: Global___ObligationKind.ValueType
     role: _builtins.str
     """The scheme's role, when the obligation names one."""
@@ -381,6 +501,12 @@ class Obligation(_message.Message):
     """The document's words for it."""
     fact: _builtins.str
     """For preconditions: the fact that recorded it was met."""
+    @_builtins.property
+    def due(self) -> _timestamp_pb2.Timestamp:
+        """When it is due, computed from the decision time on the England and Wales
+        working-day calendar; unset when the obligation has no timescale.
+        """
+
     def __init__(
         self,
         *,
@@ -391,10 +517,11 @@ class Obligation(_message.Message):
         casenote: _builtins.str = ...,
         text: _builtins.str = ...,
         fact: _builtins.str = ...,
+        due: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due", b"due"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["casenote", b"casenote", "fact", b"fact", "kind", b"kind", "party", b"party", "role", b"role", "text", b"text", "timescale", b"timescale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["casenote", b"casenote", "due", b"due", "fact", b"fact", "kind", b"kind", "party", b"party", "role", b"role", "text", b"text", "timescale", b"timescale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -451,6 +578,8 @@ class AuthoriseResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     MATCHED_ROLE_FIELD_NUMBER: _builtins.int
     SERVICE_AREA_FIELD_NUMBER: _builtins.int
+    MAPPED_FIELD_NUMBER: _builtins.int
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
     effect: Global___Effect.ValueType
     reason: _builtins.str
     """One sentence, in the scheme's words."""
@@ -479,6 +608,14 @@ class AuthoriseResponse(_message.Message):
     def failed_conditions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """On a deny: each condition that failed, in plain words."""
 
+    @_builtins.property
+    def mapped(self) -> _containers.RepeatedCompositeFieldContainer[Global___MappedValue]:
+        """The canonical values derived from host records, when the request carried them."""
+
+    @_builtins.property
+    def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notification]:
+        """Notifications this decision implies (e.g. Torbay Appendix 1)."""
+
     def __init__(
         self,
         *,
@@ -495,14 +632,421 @@ class AuthoriseResponse(_message.Message):
         request_id: _builtins.str = ...,
         matched_role: _builtins.str = ...,
         service_area: _builtins.str = ...,
+        mapped: _abc.Iterable[Global___MappedValue] | None = ...,
+        notifications: _abc.Iterable[Global___Notification] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["citation", b"citation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorisers", b"authorisers", "citation", b"citation", "decided_outside", b"decided_outside", "decision_id", b"decision_id", "effect", b"effect", "failed_conditions", b"failed_conditions", "matched_role", b"matched_role", "obligations", b"obligations", "policy_version", b"policy_version", "reason", b"reason", "request_id", b"request_id", "rule_id", b"rule_id", "service_area", b"service_area"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorisers", b"authorisers", "citation", b"citation", "decided_outside", b"decided_outside", "decision_id", b"decision_id", "effect", b"effect", "failed_conditions", b"failed_conditions", "mapped", b"mapped", "matched_role", b"matched_role", "notifications", b"notifications", "obligations", b"obligations", "policy_version", b"policy_version", "reason", b"reason", "request_id", b"request_id", "rule_id", b"rule_id", "service_area", b"service_area"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthoriseResponse: _TypeAlias = AuthoriseResponse  # noqa: Y015
+
+@_typing.final
+class ItemError(_message.Message):
+    """An error for one item of a batch or stream (a google.rpc.Code and the field named)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """google.rpc.Code value (3 INVALID_ARGUMENT, 5 NOT_FOUND, 13 INTERNAL...)."""
+    message: _builtins.str
+    field: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        field: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemError: _TypeAlias = ItemError  # noqa: Y015
+
+@_typing.final
+class BatchItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    correlation_id: _builtins.str
+    @_builtins.property
+    def request(self) -> Global___AuthoriseRequest: ...
+    def __init__(
+        self,
+        *,
+        correlation_id: _builtins.str = ...,
+        request: Global___AuthoriseRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchItem: _TypeAlias = BatchItem  # noqa: Y015
+
+@_typing.final
+class BatchResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    correlation_id: _builtins.str
+    @_builtins.property
+    def response(self) -> Global___AuthoriseResponse: ...
+    @_builtins.property
+    def error(self) -> Global___ItemError: ...
+    def __init__(
+        self,
+        *,
+        correlation_id: _builtins.str = ...,
+        response: Global___AuthoriseResponse | None = ...,
+        error: Global___ItemError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "response", b"response", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "error", b"error", "response", b"response", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["response", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___BatchResult: _TypeAlias = BatchResult  # noqa: Y015
+
+@_typing.final
+class AuthoriseBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___BatchItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthoriseBatchRequest: _TypeAlias = AuthoriseBatchRequest  # noqa: Y015
+
+@_typing.final
+class AuthoriseBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BatchResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthoriseBatchResponse: _TypeAlias = AuthoriseBatchResponse  # noqa: Y015
+
+@_typing.final
+class AuthoriseStreamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___BatchItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthoriseStreamRequest: _TypeAlias = AuthoriseStreamRequest  # noqa: Y015
+
+@_typing.final
+class AuthoriseStreamResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BatchResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthoriseStreamResponse: _TypeAlias = AuthoriseStreamResponse  # noqa: Y015
+
+@_typing.final
+class ListPermittedDecisionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNCIL_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    DECISION_TIME_FIELD_NUMBER: _builtins.int
+    council: _builtins.str
+    @_builtins.property
+    def actor(self) -> Global___Actor: ...
+    @_builtins.property
+    def context(self) -> Global___Context: ...
+    @_builtins.property
+    def decision_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        council: _builtins.str = ...,
+        actor: Global___Actor | None = ...,
+        context: Global___Context | None = ...,
+        decision_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "context", b"context", "decision_time", b"decision_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "context", b"context", "council", b"council", "decision_time", b"decision_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPermittedDecisionsRequest: _TypeAlias = ListPermittedDecisionsRequest  # noqa: Y015
+
+@_typing.final
+class PermittedDecision(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: _builtins.int
+    WORDING_FIELD_NUMBER: _builtins.int
+    SECTION_FIELD_NUMBER: _builtins.int
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    CONDITIONAL_FIELD_NUMBER: _builtins.int
+    OBLIGATIONS_FIELD_NUMBER: _builtins.int
+    decision: _builtins.str
+    wording: _builtins.str
+    section: _builtins.str
+    rule_id: _builtins.str
+    summary: _builtins.str
+    """One line: the conditions under which this actor may take it ("" when unconditional)."""
+    conditional: _builtins.bool
+    """True when the permission depends on conditions the context does not yet settle."""
+    @_builtins.property
+    def obligations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Obligation]: ...
+    def __init__(
+        self,
+        *,
+        decision: _builtins.str = ...,
+        wording: _builtins.str = ...,
+        section: _builtins.str = ...,
+        rule_id: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        conditional: _builtins.bool = ...,
+        obligations: _abc.Iterable[Global___Obligation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "decision", b"decision", "obligations", b"obligations", "rule_id", b"rule_id", "section", b"section", "summary", b"summary", "wording", b"wording"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PermittedDecision: _TypeAlias = PermittedDecision  # noqa: Y015
+
+@_typing.final
+class ListPermittedDecisionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    policy_version: _builtins.str
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PermittedDecision]: ...
+    def __init__(
+        self,
+        *,
+        decisions: _abc.Iterable[Global___PermittedDecision] | None = ...,
+        policy_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "policy_version", b"policy_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPermittedDecisionsResponse: _TypeAlias = ListPermittedDecisionsResponse  # noqa: Y015
+
+@_typing.final
+class ListAuthorisersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNCIL_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    DECISION_TIME_FIELD_NUMBER: _builtins.int
+    council: _builtins.str
+    decision: _builtins.str
+    @_builtins.property
+    def context(self) -> Global___Context: ...
+    @_builtins.property
+    def decision_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        council: _builtins.str = ...,
+        decision: _builtins.str = ...,
+        context: Global___Context | None = ...,
+        decision_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "decision_time", b"decision_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "council", b"council", "decision", b"decision", "decision_time", b"decision_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuthorisersRequest: _TypeAlias = ListAuthorisersRequest  # noqa: Y015
+
+@_typing.final
+class ListAuthorisersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHORISERS_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    policy_version: _builtins.str
+    @_builtins.property
+    def authorisers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Authoriser]: ...
+    def __init__(
+        self,
+        *,
+        authorisers: _abc.Iterable[Global___Authoriser] | None = ...,
+        policy_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorisers", b"authorisers", "policy_version", b"policy_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuthorisersResponse: _TypeAlias = ListAuthorisersResponse  # noqa: Y015
+
+@_typing.final
+class NotificationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNCIL_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    DECISION_TIME_FIELD_NUMBER: _builtins.int
+    council: _builtins.str
+    event: _builtins.str
+    """Event id from the council's scheme (see GetScheme)."""
+    @_builtins.property
+    def context(self) -> Global___Context: ...
+    @_builtins.property
+    def decision_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        council: _builtins.str = ...,
+        event: _builtins.str = ...,
+        context: Global___Context | None = ...,
+        decision_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "decision_time", b"decision_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "council", b"council", "decision_time", b"decision_time", "event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationsRequest: _TypeAlias = NotificationsRequest  # noqa: Y015
+
+@_typing.final
+class Notification(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    TIMESCALE_FIELD_NUMBER: _builtins.int
+    DUE_FIELD_NUMBER: _builtins.int
+    SECTION_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    timescale: _builtins.str
+    section: _builtins.str
+    quote: _builtins.str
+    @_builtins.property
+    def audience(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who must be told (role ids of the scheme, or parties outside it)."""
+
+    @_builtins.property
+    def by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who tells them."""
+
+    @_builtins.property
+    def due(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        audience: _abc.Iterable[_builtins.str] | None = ...,
+        by: _abc.Iterable[_builtins.str] | None = ...,
+        timescale: _builtins.str = ...,
+        due: _timestamp_pb2.Timestamp | None = ...,
+        section: _builtins.str = ...,
+        quote: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due", b"due"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "by", b"by", "due", b"due", "event", b"event", "quote", b"quote", "section", b"section", "timescale", b"timescale"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Notification: _TypeAlias = Notification  # noqa: Y015
+
+@_typing.final
+class NotificationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    policy_version: _builtins.str
+    @_builtins.property
+    def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notification]: ...
+    def __init__(
+        self,
+        *,
+        notifications: _abc.Iterable[Global___Notification] | None = ...,
+        policy_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notifications", b"notifications", "policy_version", b"policy_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationsResponse: _TypeAlias = NotificationsResponse  # noqa: Y015
 
 @_typing.final
 class ListCouncilsRequest(_message.Message):

@@ -41,6 +41,31 @@ class AuthorisationServiceStub:
                 request_serializer=remit_dot_v1_dot_remit__pb2.AuthoriseRequest.SerializeToString,
                 response_deserializer=remit_dot_v1_dot_remit__pb2.AuthoriseResponse.FromString,
                 _registered_method=True)
+        self.AuthoriseBatch = channel.unary_unary(
+                '/remit.v1.AuthorisationService/AuthoriseBatch',
+                request_serializer=remit_dot_v1_dot_remit__pb2.AuthoriseBatchRequest.SerializeToString,
+                response_deserializer=remit_dot_v1_dot_remit__pb2.AuthoriseBatchResponse.FromString,
+                _registered_method=True)
+        self.AuthoriseStream = channel.stream_stream(
+                '/remit.v1.AuthorisationService/AuthoriseStream',
+                request_serializer=remit_dot_v1_dot_remit__pb2.AuthoriseStreamRequest.SerializeToString,
+                response_deserializer=remit_dot_v1_dot_remit__pb2.AuthoriseStreamResponse.FromString,
+                _registered_method=True)
+        self.ListPermittedDecisions = channel.unary_unary(
+                '/remit.v1.AuthorisationService/ListPermittedDecisions',
+                request_serializer=remit_dot_v1_dot_remit__pb2.ListPermittedDecisionsRequest.SerializeToString,
+                response_deserializer=remit_dot_v1_dot_remit__pb2.ListPermittedDecisionsResponse.FromString,
+                _registered_method=True)
+        self.ListAuthorisers = channel.unary_unary(
+                '/remit.v1.AuthorisationService/ListAuthorisers',
+                request_serializer=remit_dot_v1_dot_remit__pb2.ListAuthorisersRequest.SerializeToString,
+                response_deserializer=remit_dot_v1_dot_remit__pb2.ListAuthorisersResponse.FromString,
+                _registered_method=True)
+        self.Notifications = channel.unary_unary(
+                '/remit.v1.AuthorisationService/Notifications',
+                request_serializer=remit_dot_v1_dot_remit__pb2.NotificationsRequest.SerializeToString,
+                response_deserializer=remit_dot_v1_dot_remit__pb2.NotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthorisationServiceServicer:
@@ -57,6 +82,44 @@ class AuthorisationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthoriseBatch(self, request, context):
+        """Decide up to a configured number of requests (default 100). Each item has its own
+        answer or its own error; one bad item never fails the rest. Each is audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthoriseStream(self, request_iterator, context):
+        """The same, as a bidirectional stream: each request message carries items, each
+        response message carries their results in the same order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPermittedDecisions(self, request, context):
+        """Every decision this actor may take on this case, each with a one-line summary of its
+        conditions ("up to £2,000.00", "only with the agreement of the Team Manager").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuthorisers(self, request, context):
+        """The roles that may take a decision in this context, lowest post first, with citations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Notifications(self, request, context):
+        """Who must be told of an event, by whom and by when (e.g. Torbay Appendix 1).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorisationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -64,6 +127,31 @@ def add_AuthorisationServiceServicer_to_server(servicer, server):
                     servicer.Authorise,
                     request_deserializer=remit_dot_v1_dot_remit__pb2.AuthoriseRequest.FromString,
                     response_serializer=remit_dot_v1_dot_remit__pb2.AuthoriseResponse.SerializeToString,
+            ),
+            'AuthoriseBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthoriseBatch,
+                    request_deserializer=remit_dot_v1_dot_remit__pb2.AuthoriseBatchRequest.FromString,
+                    response_serializer=remit_dot_v1_dot_remit__pb2.AuthoriseBatchResponse.SerializeToString,
+            ),
+            'AuthoriseStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.AuthoriseStream,
+                    request_deserializer=remit_dot_v1_dot_remit__pb2.AuthoriseStreamRequest.FromString,
+                    response_serializer=remit_dot_v1_dot_remit__pb2.AuthoriseStreamResponse.SerializeToString,
+            ),
+            'ListPermittedDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPermittedDecisions,
+                    request_deserializer=remit_dot_v1_dot_remit__pb2.ListPermittedDecisionsRequest.FromString,
+                    response_serializer=remit_dot_v1_dot_remit__pb2.ListPermittedDecisionsResponse.SerializeToString,
+            ),
+            'ListAuthorisers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuthorisers,
+                    request_deserializer=remit_dot_v1_dot_remit__pb2.ListAuthorisersRequest.FromString,
+                    response_serializer=remit_dot_v1_dot_remit__pb2.ListAuthorisersResponse.SerializeToString,
+            ),
+            'Notifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.Notifications,
+                    request_deserializer=remit_dot_v1_dot_remit__pb2.NotificationsRequest.FromString,
+                    response_serializer=remit_dot_v1_dot_remit__pb2.NotificationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -95,6 +183,141 @@ class AuthorisationService:
             '/remit.v1.AuthorisationService/Authorise',
             remit_dot_v1_dot_remit__pb2.AuthoriseRequest.SerializeToString,
             remit_dot_v1_dot_remit__pb2.AuthoriseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthoriseBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remit.v1.AuthorisationService/AuthoriseBatch',
+            remit_dot_v1_dot_remit__pb2.AuthoriseBatchRequest.SerializeToString,
+            remit_dot_v1_dot_remit__pb2.AuthoriseBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthoriseStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/remit.v1.AuthorisationService/AuthoriseStream',
+            remit_dot_v1_dot_remit__pb2.AuthoriseStreamRequest.SerializeToString,
+            remit_dot_v1_dot_remit__pb2.AuthoriseStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPermittedDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remit.v1.AuthorisationService/ListPermittedDecisions',
+            remit_dot_v1_dot_remit__pb2.ListPermittedDecisionsRequest.SerializeToString,
+            remit_dot_v1_dot_remit__pb2.ListPermittedDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuthorisers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remit.v1.AuthorisationService/ListAuthorisers',
+            remit_dot_v1_dot_remit__pb2.ListAuthorisersRequest.SerializeToString,
+            remit_dot_v1_dot_remit__pb2.ListAuthorisersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Notifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remit.v1.AuthorisationService/Notifications',
+            remit_dot_v1_dot_remit__pb2.NotificationsRequest.SerializeToString,
+            remit_dot_v1_dot_remit__pb2.NotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

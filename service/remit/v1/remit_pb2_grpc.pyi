@@ -40,6 +40,22 @@ class AuthorisationServiceStub:
     rule needs, or a value of the wrong type is INVALID_ARGUMENT or NOT_FOUND (with a
     google.rpc.BadRequest naming the field) — never an allow.
     """
+    AuthoriseBatch: _grpc.UnaryUnaryMultiCallable[_remit_pb2.AuthoriseBatchRequest, _remit_pb2.AuthoriseBatchResponse]
+    """Decide up to a configured number of requests (default 100). Each item has its own
+    answer or its own error; one bad item never fails the rest. Each is audited.
+    """
+    AuthoriseStream: _grpc.StreamStreamMultiCallable[_remit_pb2.AuthoriseStreamRequest, _remit_pb2.AuthoriseStreamResponse]
+    """The same, as a bidirectional stream: each request message carries items, each
+    response message carries their results in the same order.
+    """
+    ListPermittedDecisions: _grpc.UnaryUnaryMultiCallable[_remit_pb2.ListPermittedDecisionsRequest, _remit_pb2.ListPermittedDecisionsResponse]
+    """Every decision this actor may take on this case, each with a one-line summary of its
+    conditions ("up to £2,000.00", "only with the agreement of the Team Manager").
+    """
+    ListAuthorisers: _grpc.UnaryUnaryMultiCallable[_remit_pb2.ListAuthorisersRequest, _remit_pb2.ListAuthorisersResponse]
+    """The roles that may take a decision in this context, lowest post first, with citations."""
+    Notifications: _grpc.UnaryUnaryMultiCallable[_remit_pb2.NotificationsRequest, _remit_pb2.NotificationsResponse]
+    """Who must be told of an event, by whom and by when (e.g. Torbay Appendix 1)."""
 
 @_typing.type_check_only
 class AuthorisationServiceAsyncStub(AuthorisationServiceStub):
@@ -53,6 +69,22 @@ class AuthorisationServiceAsyncStub(AuthorisationServiceStub):
     rule needs, or a value of the wrong type is INVALID_ARGUMENT or NOT_FOUND (with a
     google.rpc.BadRequest naming the field) — never an allow.
     """
+    AuthoriseBatch: _aio.UnaryUnaryMultiCallable[_remit_pb2.AuthoriseBatchRequest, _remit_pb2.AuthoriseBatchResponse]  # type: ignore[assignment]
+    """Decide up to a configured number of requests (default 100). Each item has its own
+    answer or its own error; one bad item never fails the rest. Each is audited.
+    """
+    AuthoriseStream: _aio.StreamStreamMultiCallable[_remit_pb2.AuthoriseStreamRequest, _remit_pb2.AuthoriseStreamResponse]  # type: ignore[assignment]
+    """The same, as a bidirectional stream: each request message carries items, each
+    response message carries their results in the same order.
+    """
+    ListPermittedDecisions: _aio.UnaryUnaryMultiCallable[_remit_pb2.ListPermittedDecisionsRequest, _remit_pb2.ListPermittedDecisionsResponse]  # type: ignore[assignment]
+    """Every decision this actor may take on this case, each with a one-line summary of its
+    conditions ("up to £2,000.00", "only with the agreement of the Team Manager").
+    """
+    ListAuthorisers: _aio.UnaryUnaryMultiCallable[_remit_pb2.ListAuthorisersRequest, _remit_pb2.ListAuthorisersResponse]  # type: ignore[assignment]
+    """The roles that may take a decision in this context, lowest post first, with citations."""
+    Notifications: _aio.UnaryUnaryMultiCallable[_remit_pb2.NotificationsRequest, _remit_pb2.NotificationsResponse]  # type: ignore[assignment]
+    """Who must be told of an event, by whom and by when (e.g. Torbay Appendix 1)."""
 
 class AuthorisationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Decides whether an actor may take a case decision under a council's scheme of
@@ -69,6 +101,52 @@ class AuthorisationServiceServicer(metaclass=_abc_1.ABCMeta):
         rule needs, or a value of the wrong type is INVALID_ARGUMENT or NOT_FOUND (with a
         google.rpc.BadRequest naming the field) — never an allow.
         """
+
+    @_abc_1.abstractmethod
+    def AuthoriseBatch(
+        self,
+        request: _remit_pb2.AuthoriseBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_remit_pb2.AuthoriseBatchResponse, _abc.Awaitable[_remit_pb2.AuthoriseBatchResponse]]:
+        """Decide up to a configured number of requests (default 100). Each item has its own
+        answer or its own error; one bad item never fails the rest. Each is audited.
+        """
+
+    @_abc_1.abstractmethod
+    def AuthoriseStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_remit_pb2.AuthoriseStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_remit_pb2.AuthoriseStreamResponse], _abc.AsyncIterator[_remit_pb2.AuthoriseStreamResponse]]:
+        """The same, as a bidirectional stream: each request message carries items, each
+        response message carries their results in the same order.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPermittedDecisions(
+        self,
+        request: _remit_pb2.ListPermittedDecisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_remit_pb2.ListPermittedDecisionsResponse, _abc.Awaitable[_remit_pb2.ListPermittedDecisionsResponse]]:
+        """Every decision this actor may take on this case, each with a one-line summary of its
+        conditions ("up to £2,000.00", "only with the agreement of the Team Manager").
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuthorisers(
+        self,
+        request: _remit_pb2.ListAuthorisersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_remit_pb2.ListAuthorisersResponse, _abc.Awaitable[_remit_pb2.ListAuthorisersResponse]]:
+        """The roles that may take a decision in this context, lowest post first, with citations."""
+
+    @_abc_1.abstractmethod
+    def Notifications(
+        self,
+        request: _remit_pb2.NotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_remit_pb2.NotificationsResponse, _abc.Awaitable[_remit_pb2.NotificationsResponse]]:
+        """Who must be told of an event, by whom and by when (e.g. Torbay Appendix 1)."""
 
 def add_AuthorisationServiceServicer_to_server(servicer: AuthorisationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
