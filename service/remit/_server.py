@@ -29,8 +29,8 @@ from remit._interceptors import (
     RecoveryInterceptor,
     ValidationInterceptor,
 )
-from remit._policy import load_dir
 from remit._servicer import AuthorisationServicer, CatalogueServicer
+from remit._source import LocalSource
 from remit.v1 import remit_pb2, remit_pb2_grpc
 
 log = logging.getLogger("remit.server")
@@ -88,11 +88,13 @@ def serve_forever(address: str, policy_dir: Path | None = None) -> int:
     )
     directory = policy_dir or _paths.generated_dir()
     try:
-        policies = load_dir(directory)
+        source = LocalSource(directory)
     except PolicyError as exc:
         log.error("cannot load compiled policy from %s: %s", directory, exc)
         return 4
-    server, port = create_server(address, Deps(PolicyHolder(policies)))
+    source.start()
+    policies = source.holder.current()
+    server, port = create_server(address, Deps(source.holder))
     server.start()
     host = address.rsplit(":", 1)[0]
     log.info(
@@ -112,4 +114,5 @@ def serve_forever(address: str, policy_dir: Path | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     stop.wait()
     server.stop(grace=10).wait()
+    source.stop()
     return 0

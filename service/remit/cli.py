@@ -163,6 +163,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve_forever(args.address, Path(args.policy_dir) if args.policy_dir else None)
 
 
+# Modules that add their own subcommands: each has register(subparsers) -> None.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     root = _paths.project_root()
     p = argparse.ArgumentParser(
@@ -209,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", default=os.environ.get("REMIT_ADDRESS", "127.0.0.1:50051"))
     s.add_argument("--policy-dir", default="")
     s.set_defaults(func=_cmd_serve)
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return p
 
 
