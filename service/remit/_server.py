@@ -8,6 +8,7 @@ port 0 and read the port back.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -30,7 +31,7 @@ from remit._interceptors import (
     ValidationInterceptor,
 )
 from remit._servicer import AuthorisationServicer, CatalogueServicer
-from remit._source import LocalSource
+from remit._source import LocalSource, PolicySource
 from remit.v1 import remit_pb2, remit_pb2_grpc
 
 log = logging.getLogger("remit.server")
@@ -87,8 +88,15 @@ def serve_forever(address: str, policy_dir: Path | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     directory = policy_dir or _paths.generated_dir()
+    redis_url = os.environ.get("REMIT_REDIS_URL", "")
+    source: PolicySource
     try:
-        source = LocalSource(directory)
+        if redis_url:
+            from remit._replica import RedisSource
+
+            source = RedisSource(redis_url, directory if directory.is_dir() else None)
+        else:
+            source = LocalSource(directory)
     except PolicyError as exc:
         log.error("cannot load compiled policy from %s: %s", directory, exc)
         return 4

@@ -1,0 +1,103 @@
+"""``remit publish``, ``remit rollback`` and ``remit bundles``: the shared bundle in Redis."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from remit import _paths
+from remit._bundle import DEFAULT_KEEP, BundleStore, from_directory
+from remit._errors import PolicyError
+
+EXIT_POLICY = 4
+EXIT_REDIS = 6
+
+
+def _store(args: argparse.Namespace) -> BundleStore:
+    url = args.redis_url or os.environ.get("REMIT_REDIS_URL", "")
+    if not url:
+        raise SystemExit("remit: --redis-url or REMIT_REDIS_URL is required")
+    return BundleStore.from_url(url, args.prefix)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    directory = Path(args.policy_dir) if args.policy_dir else _paths.generated_dir()
+    try:
+        bundle = from_directory(directory)
+        store = _store(args)
+        store.publish(bundle, keep=args.keep)
+    except PolicyError as exc:
+        print(f"remit publish: refused: {exc}", file=sys.stderr)
+        return EXIT_POLICY
+    except redis.RedisError as exc:
+        print(f"remit publish: Redis: {exc}", file=sys.stderr)
+        return EXIT_REDIS
+    print(f"published and activated {bundle.version} ({len(bundle.manifest['councils'])} councils)")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    try:
+        store = _store(args)
+        if args.version not in store.history():
+            print(f"remit rollback: {args.version} is not in the kept history", file=sys.stderr)
+            return EXIT_POLICY
+        store.activate(args.version)
+    except PolicyError as exc:
+        print(f"remit rollback: refused: {exc}", file=sys.stderr)
+        return EXIT_POLICY
+    except redis.RedisError as exc:
+        print(f"remit rollback: Redis: {exc}", file=sys.stderr)
+        return EXIT_REDIS
+    print(f"activated {args.version}")
+    return 0
+
+
+def _bundles(args: argparse.Namespace) -> int:
+    try:
+        store = _store(args)
+        active = store.active()
+        rows: list[dict[str, Any]] = []
+        for version in store.history():
+            raw = store.r.get(store.key("bundle", version, "manifest"))
+            manifest = json.loads(raw) if isinstance(raw, bytes) else {}
+            rows.append(
+                {
+                    "version": version,
+                    "active": version == active,
+                    "created": manifest.get("created"),
+                    "councils": manifest.get("councils", []),
+                }
+            )
+    except redis.RedisError as exc:
+        print(f"remit bundles: Redis: {exc}", file=sys.stderr)
+        return EXIT_REDIS
+    print(json.dumps({"active": active, "history": rows}, indent=2))
+    return 0
+
+
+def register(sub: Any) -> None:
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--redis-url", default="", help="default: $REMIT_REDIS_URL")
+        p.add_argument("--prefix", default="remit", help="Redis key prefix")
+
+    p = sub.add_parser("publish", help="publish compiled policy to Redis and activate it")
+    common(p)
+    p.add_argument("--policy-dir", default="", help="compiled policy (default policies/generated)")
+    p.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="versions of history to keep")
+    p.set_defaults(func=_publish)
+
+    r = sub.add_parser("rollback", help="make an earlier published version active again")
+    common(r)
+    r.add_argument("version")
+    r.set_defaults(func=_rollback)
+
+    b = sub.add_parser("bundles", help="list published versions and the active one")
+    common(b)
+    b.set_defaults(func=_bundles)

@@ -1,0 +1,164 @@
+"""A replica's policy source when ``REMIT_REDIS_URL`` is set.
+
+At start it loads the active bundle from Redis; if Redis is unreachable (or holds no
+bundle) it serves the local compiled files and says so in its status. A background thread
+subscribes to change notices and also polls the active pointer (a notice can be missed),
+builds any new version off the request path, and swaps one reference. Redis is never
+queried per request. When Redis is lost the last good version keeps serving and the thread
+reconnects with backoff. A bundle that does not verify or build is refused and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+from remit._bundle import BundleStore, build, hierarchy_of
+from remit._errors import PolicyError
+from remit._holder import PolicyHolder
+from remit._policy import PolicySet, load_dir
+from remit._source import SourceStatus
+
+log = logging.getLogger("remit.replica")
+
+BACKOFF_START = 0.1
+BACKOFF_MAX = 2.0
+
+
+class RedisSource:
+    def __init__(
+        self,
+        url: str,
+        local_dir: Path | None,
+        poll_seconds: float = 0.5,
+        prefix: str = "remit",
+    ) -> None:
+        self._store = BundleStore.from_url(url, prefix)
+        self._poll = poll_seconds
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        policies, origin, redis_state, detail = self._initial(local_dir)
+        self.holder = PolicyHolder(policies)
+        self._status = SourceStatus(policies.version, origin, redis_state, detail=detail)
+
+    # -- start -----------------------------------------------------------------------
+    def _initial(self, local_dir: Path | None) -> tuple[PolicySet, str, str, str]:
+        try:
+            active = self._store.active()
+        except redis.RedisError as exc:
+            if local_dir is None:
+                raise PolicyError(f"Redis unreachable and no local policy: {exc}") from exc
+            log.warning("Redis unreachable at start (%s); serving local policy", type(exc).__name__)
+            return load_dir(local_dir), "local", "unreachable", "Redis unreachable at start"
+        if active is not None:
+            try:
+                return self._load(active), "redis", "connected", ""
+            except PolicyError as exc:
+                log.error("active bundle %s refused at start: %s", active, exc)
+                if local_dir is None:
+                    raise
+                return load_dir(local_dir), "local", "connected", f"active bundle refused: {exc}"
+        if local_dir is None:
+            raise PolicyError("no active bundle in Redis and no local policy")
+        return load_dir(local_dir), "local", "connected", "no active bundle in Redis"
+
+    def _load(self, version: str) -> PolicySet:
+        """Fetch, verify and build one version (off the request path)."""
+        bundle, compiled = self._store.fetch(version)
+        policies = build(bundle.files, compiled)
+        computed = hierarchy_of(policies)
+        if bundle.hierarchy:
+            if bundle.hierarchy != computed:
+                raise PolicyError(f"bundle {version}: role hierarchy does not match its policy")
+        else:
+            self._store.share_hierarchy(version, computed)
+        return policies
+
+    # -- PolicySource ----------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="remit-replica", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def status(self) -> SourceStatus:
+        with self._lock:
+            return SourceStatus(**vars(self._status))
+
+    # -- the watcher -----------------------------------------------------------------
+    def _set(self, **changes: object) -> None:
+        with self._lock:
+            for k, v in changes.items():
+                setattr(self._status, k, v)
+
+    def check_now(self) -> bool:
+        """Read the pointer and swap if it moved. Returns True on a swap."""
+        active = self._store.active()
+        current = self.holder.current().version
+        if active is None or active == current:
+            return False
+        with self._lock:
+            already_refused = self._status.detail == f"refused {active}"
+        if already_refused:
+            return False
+        started = time.perf_counter()
+        try:
+            policies = self._load(active)
+        except PolicyError as exc:
+            log.error("refused bundle %s: %s (keeping %s)", active, exc, current)
+            with self._lock:
+                self._status.refused += 1
+                self._status.detail = f"refused {active}"
+            return False
+        self.holder.swap(policies)
+        with self._lock:
+            self._status.version = policies.version
+            self._status.origin = "redis"
+            self._status.last_reload = time.time()
+            self._status.reloads += 1
+            self._status.detail = ""
+        log.info(
+            "policy %s in force (redis), built in %.1f ms",
+            policies.version,
+            (time.perf_counter() - started) * 1000,
+        )
+        return True
+
+    def _run(self) -> None:
+        backoff = BACKOFF_START
+        while not self._stop.is_set():
+            pubsub = None
+            try:
+                pubsub = self._store.r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                pubsub.subscribe(self._store.channel)
+                self._set(redis="connected")
+                self.check_now()  # catch up on anything missed while away
+                backoff = BACKOFF_START
+                while not self._stop.is_set():
+                    pubsub.get_message(timeout=self._poll)  # a notice, or the poll interval
+                    self.check_now()
+            except redis.RedisError as exc:
+                self._set(redis="unreachable")
+                log.warning(
+                    "Redis lost (%s); serving %s", type(exc).__name__, self.holder.current().version
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            except Exception:  # never let the watcher die; the last good version stays
+                log.exception("replica watcher")
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(redis.RedisError):
+                        pubsub.close()

@@ -1,0 +1,196 @@
+"""Bundles in a real Redis: publish, rollback, bounded history, verification, and a
+replica source that swaps versions off the request path and refuses bad bundles."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from remit import _compiler
+from remit._bundle import BundleStore, files_version, from_directory, hierarchy_of
+from remit._engine import Actor, Request, decide
+from remit._errors import PolicyError
+from remit._policy import load_dir
+from remit._replica import RedisSource
+
+from tests.conftest import GENERATED, ROOT
+from tests.redis_server import RedisServer, free_port
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def compile_variant(out: Path, s17_ceiling_pence: int) -> Path:
+    """Compile the real schemes with Torbay's s.17 Team Manager ceiling changed."""
+    schemes = out / "schemes"
+    schemes.mkdir(parents=True)
+    for path in (ROOT / "policies" / "schemes").rglob("*.yaml"):
+        target = schemes / path.relative_to(ROOT / "policies" / "schemes")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    torbay = schemes / "torbay.yaml"
+    text = torbay.read_text()
+    assert text.count("{max: 200000}") >= 2
+    torbay.write_text(text.replace("{max: 200000}", f"{{max: {s17_ceiling_pence}}}", 2))
+    files = _compiler.compile_all(schemes, ROOT / "policies" / "sources")
+    _compiler.write(files, out / "generated")
+    return out / "generated"
+
+
+def s17(amount: int) -> Request:
+    return Request(
+        "torbay",
+        "s17_payment",
+        Actor("tm-1", ("team_manager",)),
+        {"amount_pence": amount, "cumulative_amount_pence": amount},
+    )
+
+
+def test_publish_activate_rollback_and_bounded_history(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    store = BundleStore.from_url(redis_server.url)
+    v1 = from_directory(GENERATED)
+    store.publish(v1, keep=2)
+    assert store.active() == v1.version
+    v2 = from_directory(compile_variant(tmp_path / "v2", 250000))
+    store.publish(v2, keep=2)
+    assert store.active() == v2.version
+    assert store.history() == [v2.version, v1.version]
+    store.activate(v1.version)  # rollback
+    assert store.active() == v1.version
+    v3 = from_directory(compile_variant(tmp_path / "v3", 260000))
+    store.publish(v3, keep=2)
+    # v1 was active before v3 and is now the oldest: pruned; v2 kept
+    assert store.history() == [v3.version, v2.version]
+    with pytest.raises(PolicyError):
+        store.fetch(v1.version)
+    bundle, compiled = store.fetch(v2.version)
+    assert compiled["version"] == v2.version
+    assert json.loads(bundle.hierarchy["torbay"])["team_manager"]["inherited_by"] == [
+        "assistant_director",
+        "director",
+        "head_of_service",
+    ]
+
+
+def test_replica_swaps_to_a_published_version_within_a_second(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    store = BundleStore.from_url(redis_server.url)
+    v1 = from_directory(GENERATED)
+    store.publish(v1)
+    source = RedisSource(redis_server.url, GENERATED, poll_seconds=0.2)
+    source.start()
+    try:
+        assert source.status().origin == "redis"
+        assert source.holder.current().version == v1.version
+        assert not decide(source.holder.current(), s17(240000)).allowed
+        v2 = from_directory(compile_variant(tmp_path / "v2", 250000))
+        started = time.monotonic()
+        store.publish(v2)
+        while source.holder.current().version != v2.version:
+            assert time.monotonic() - started < 1.0, "replica did not swap within 1 s"
+            time.sleep(0.005)
+        assert decide(source.holder.current(), s17(240000)).allowed
+        assert source.status().reloads == 1
+    finally:
+        source.stop()
+
+
+def _force_active(
+    store: BundleStore, version: str, files: dict[str, bytes], manifest: dict[str, object]
+) -> None:
+    """What a faulty or hostile writer could do: bypass publish's own verification."""
+    store.r.hset(store.key("bundle", version, "files"), mapping=files)  # type: ignore[arg-type]
+    store.r.set(store.key("bundle", version, "manifest"), json.dumps(manifest))
+    store.r.set(store.key("active"), version)
+    store.r.publish(store.channel, version)
+
+
+def test_corrupt_and_unbuildable_bundles_are_refused_and_last_good_kept(
+    redis_server: RedisServer,
+) -> None:
+    store = BundleStore.from_url(redis_server.url)
+    good = from_directory(GENERATED)
+    store.publish(good)
+    source = RedisSource(redis_server.url, GENERATED, poll_seconds=0.1)
+    source.start()
+    try:
+        # one byte changed in a policy file
+        files = dict(good.files)
+        csv = bytearray(files["torbay/policy.csv"])
+        csv[csv.index(b"200000")] = ord("9")
+        files["torbay/policy.csv"] = bytes(csv)
+        _force_active(
+            store, "corrupt0000000001", files, dict(good.manifest, version="corrupt0000000001")
+        )
+        deadline = time.monotonic() + 3
+        while source.status().refused < 1:
+            assert time.monotonic() < deadline, "corrupt bundle was not refused"
+            time.sleep(0.01)
+        assert source.holder.current().version == good.version
+        # hashes consistent, content does not build (a p line naming an unknown role)
+        files = dict(good.files)
+        files["torbay/policy.csv"] = good.files["torbay/policy.csv"].replace(
+            b"p, apply_epo, team_manager,", b"p, apply_epo, archmage,"
+        )
+        hashes = {rel: hashlib.sha256(b).hexdigest() for rel, b in files.items()}
+        inner = {r: h for r, h in hashes.items() if r != "manifest.json"}
+        compiled = json.loads(files["manifest.json"])
+        compiled["files"] = inner
+        compiled["version"] = files_version(inner)
+        files["manifest.json"] = json.dumps(compiled, indent=1, sort_keys=True).encode() + b"\n"
+        hashes["manifest.json"] = hashlib.sha256(files["manifest.json"]).hexdigest()
+        manifest = dict(good.manifest, version=compiled["version"], files=hashes)
+        _force_active(store, compiled["version"], files, manifest)
+        deadline = time.monotonic() + 3
+        while source.status().refused < 2:
+            assert time.monotonic() < deadline, "unbuildable bundle was not refused"
+            time.sleep(0.01)
+        assert source.holder.current().version == good.version
+        assert "refused" in source.status().detail
+    finally:
+        source.stop()
+
+
+def test_publish_refuses_to_activate_a_corrupt_bundle(redis_server: RedisServer) -> None:
+    store = BundleStore.from_url(redis_server.url)
+    good = from_directory(GENERATED)
+    store.publish(good)
+    store.r.hset(store.key("bundle", good.version, "files"), "torbay/index.json", b"{}")
+    with pytest.raises(PolicyError, match="does not match its manifest hash"):
+        store.activate(good.version)
+
+
+def test_redis_unreachable_at_start_serves_local_and_says_so() -> None:
+    source = RedisSource(f"redis://127.0.0.1:{free_port()}/0", GENERATED, poll_seconds=0.1)
+    status = source.status()
+    assert (status.origin, status.redis) == ("local", "unreachable")
+    assert (
+        source.holder.current().version
+        == json.loads((GENERATED / "manifest.json").read_text())["version"]
+    )
+
+
+def test_redis_unreachable_and_no_local_policy_fails_to_start() -> None:
+    with pytest.raises(PolicyError):
+        RedisSource(f"redis://127.0.0.1:{free_port()}/0", None)
+
+
+def test_hierarchy_is_the_transitive_closure() -> None:
+    closure = json.loads(hierarchy_of(load_dir(GENERATED))["torbay"])
+    assert "director" in closure["social_worker"]["inherited_by"]
+    # independent: only the roles that explicitly include it, never the line managers
+    assert closure["independent_reviewing_officer"]["inherited_by"] == [
+        "irs_service_manager",
+        "senior_iro",
+    ]
