@@ -206,6 +206,7 @@ class _Compiler:
         self._check_areas()
         self._check_roles()
         self._check_facts()
+        self._check_deviation()
         decisions = self._check_decisions()
         if self.col.problems:
             return None, self.col.problems
@@ -282,6 +283,15 @@ class _Compiler:
                 self.col.add(("facts", i, "values"), "only enum facts take values")
             self.facts[fid] = FactSpec(fid, ftype, fact["label"], values)
             self.declared[fid] = fact
+
+    def _check_deviation(self) -> None:
+        dev = self.data.get("deviation")
+        if dev is None:
+            return
+        for k, rid in enumerate(dev["roles"]):
+            if rid not in self.roles:
+                self.col.add(("deviation", "roles", k), f"unknown role {rid!r}")
+        self._check_quote(("deviation", "quote"), dev["quote"])
 
     def _check_quote(self, path: tuple[str | int, ...], quote: str) -> None:
         if self.source_text and not quote_found(quote, self.source_text):
@@ -561,6 +571,7 @@ class _Compiler:
             },
             "decisions": index_decisions,
             "rules": index_rules,
+            "deviation": self.data.get("deviation"),
         }
         index_bytes = (
             json.dumps(index, indent=1, sort_keys=True, ensure_ascii=False) + "\n"

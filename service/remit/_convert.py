@@ -8,7 +8,7 @@ from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from remit._conditions import FactValue
-from remit._engine import Actor, Answer, Authoriser, Grant, Request
+from remit._engine import Actor, Answer, Authoriser, Deviation, Grant, Request
 from remit._errors import InvalidArgument
 from remit._facts import WELL_KNOWN
 from remit._policy import CouncilPolicy, Obligation, PolicySet
@@ -108,6 +108,15 @@ def request_from_proto(msg: pb.AuthoriseRequest) -> Request:
         grant=grant,
         decision_time=time_from_proto(msg, "decision_time"),
         request_id=msg.request_id,
+        deviation=(
+            Deviation(
+                msg.deviation.agreed_by_id,
+                msg.deviation.agreed_by_role,
+                msg.deviation.reason_code,
+            )
+            if msg.HasField("deviation")
+            else None
+        ),
     )
 
 
@@ -143,6 +152,7 @@ def answer_to_proto(answer: Answer, request_id: str) -> pb.AuthoriseResponse:
         request_id=request_id,
         matched_role=answer.matched_role,
         service_area=answer.area,
+        deviation=answer.deviation,
     )
     if answer.citation is not None:
         c = answer.citation

@@ -52,6 +52,15 @@ class Grant:
 
 
 @dataclass(frozen=True)
+class Deviation:
+    """A deviation from the scheme agreed by a named officer (break-glass)."""
+
+    agreed_by_id: str
+    agreed_by_role: str
+    reason_code: str = ""
+
+
+@dataclass(frozen=True)
 class Request:
     council: str
     decision: str
@@ -61,6 +70,7 @@ class Request:
     grant: Grant | None = None
     decision_time: datetime | None = None
     request_id: str = ""
+    deviation: Deviation | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,7 @@ class Answer:
     decision: str
     matched_role: str  # the actor role the deciding line matched ("" on default deny)
     area: str
+    deviation: bool = False  # allowed only by an agreed deviation: flagged for review
 
 
 @dataclass(frozen=True)
@@ -320,7 +331,71 @@ def first_match(prep: Prepared) -> Line | None:
 def decide(policies: PolicySet, req: Request) -> Answer:
     """Validate and decide one request."""
     prep = prepare(policies, req)
-    return answer(policies.version, prep, first_match(prep))
+    if req.deviation is not None:
+        _check_deviation(prep.policy, req.deviation)
+    result = answer(policies.version, prep, first_match(prep))
+    if req.deviation is None or result.allowed or result.decided_outside:
+        return result
+    return _deviation_answer(prep, result, req.deviation)
+
+
+def _check_deviation(policy: CouncilPolicy, dev: Deviation) -> None:
+    clause = policy.deviation
+    if clause is None:
+        raise InvalidArgument(
+            "deviation", f"the scheme of {policy.council!r} provides for no deviation"
+        )
+    _check_name("deviation.agreed_by_id", dev.agreed_by_id, ID_PATTERN)
+    _check_name("deviation.agreed_by_role", dev.agreed_by_role)
+    if dev.agreed_by_role not in policy.roles:
+        raise NotFound(
+            "deviation.agreed_by_role",
+            f"council {policy.council!r} has no role {dev.agreed_by_role!r}",
+        )
+    if dev.agreed_by_role not in clause.roles:
+        named = ", ".join(policy.roles[r].title for r in clause.roles)
+        raise InvalidArgument(
+            "deviation.agreed_by_role",
+            f"only {named} may agree a deviation ({_council_ref(policy, clause.section)})",
+        )
+    if dev.reason_code:
+        _check_name("deviation.reason_code", dev.reason_code)
+
+
+def _deviation_answer(prep: Prepared, denied: Answer, dev: Deviation) -> Answer:
+    """ALLOW by an agreed deviation: cited, recorded, and flagged for review."""
+    policy = prep.policy
+    clause = policy.deviation
+    assert clause is not None
+    agreed = policy.roles[dev.agreed_by_role].title
+    ref = _council_ref(policy, clause.section)
+    reason = (
+        f"Allowed as a deviation from the scheme agreed by the {agreed} ({ref}); "
+        f"without it: {denied.reason}"
+    )
+    record = Obligation(
+        kind="record",
+        text=f"record the deviation agreed by the {agreed} and the exceptional reason ({ref})",
+        role=dev.agreed_by_role,
+        casenote="deviation from the scheme of delegation",
+    )
+    return Answer(
+        True,
+        reason,
+        "deviation",
+        Citation(policy.council, policy.title, clause.section, clause.quote, clause.reading),
+        (record,),
+        denied.authorisers,
+        denied.failed_conditions,
+        "",
+        denied.policy_version,
+        denied.decision_id,
+        denied.council,
+        denied.decision,
+        sorted(prep.roles)[0],
+        denied.area,
+        deviation=True,
+    )
 
 
 # -- explanation ------------------------------------------------------------------------

@@ -95,6 +95,16 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class DeviationClause:
+    """Who may agree a deviation from the scheme, and where the scheme says so."""
+
+    roles: tuple[str, ...]
+    section: str
+    quote: str
+    reading: str
+
+
+@dataclass(frozen=True)
 class Area:
     id: str
     name: str
@@ -116,6 +126,7 @@ class CouncilPolicy:
     edges: tuple[tuple[str, str], ...]
     model_text: str
     policy_text: str
+    deviation: DeviationClause | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +304,14 @@ def _load_council(
             raise ValueError(f"p line for unknown decision {line.decision!r}")
 
     doc = index["document"]
+    dev = index.get("deviation")
+    deviation = None
+    if dev:
+        if any(r not in roles for r in dev["roles"]):
+            raise ValueError("deviation names an unknown role")
+        deviation = DeviationClause(
+            tuple(dev["roles"]), dev["section"], dev["quote"], dev.get("reading", "")
+        )
     return CouncilPolicy(
         council=council,
         name=doc["name"],
@@ -308,4 +327,5 @@ def _load_council(
         edges=tuple(edges),
         model_text=model_text,
         policy_text=policy_text,
+        deviation=deviation,
     )

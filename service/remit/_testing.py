@@ -20,7 +20,7 @@ from typing import Any
 
 from remit import _yaml
 from remit._conditions import FactValue
-from remit._engine import Actor, Answer, Grant, Request, decide
+from remit._engine import Actor, Answer, Deviation, Grant, Request, decide
 from remit._errors import InvalidArgument, NotFound, RequestError
 from remit._facts import FactType
 from remit._policy import PolicySet
@@ -34,6 +34,7 @@ _EXPECT_KEYS = {
     "failed_contains",
     "decided_outside",
     "error",
+    "deviation",
 }
 _CASE_KEYS = {"name", "decision", "actor", "case", "context", "expect", "council"}
 
@@ -91,6 +92,7 @@ def build_request(
     ctx = dict(context)
     service_area = str(ctx.pop("service_area", ""))
     grant_raw = ctx.pop("grant", None)
+    deviation_raw = ctx.pop("deviation", None)
     when_raw = ctx.pop("decision_time", None)
     grant = None
     if grant_raw is not None:
@@ -120,6 +122,15 @@ def build_request(
         service_area=service_area,
         grant=grant,
         decision_time=when,
+        deviation=(
+            Deviation(
+                str(deviation_raw.get("agreed_by_id", "")),
+                str(deviation_raw.get("agreed_by_role", "")),
+                str(deviation_raw.get("reason_code", "")),
+            )
+            if deviation_raw is not None
+            else None
+        ),
     )
 
 
@@ -176,6 +187,8 @@ def _check(
         problems.append(
             f"failed conditions lack {expect['failed_contains']!r}: {answer.failed_conditions}"
         )
+    if "deviation" in expect and bool(expect["deviation"]) != answer.deviation:
+        problems.append(f"expected deviation {expect['deviation']}, got {answer.deviation}")
     if "decided_outside" in expect and str(expect["decided_outside"]) not in answer.decided_outside:
         problems.append(
             f"decided_outside lacks {expect['decided_outside']!r}: {answer.decided_outside!r}"

@@ -402,10 +402,16 @@ class AuthoriseRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     DECISION_TIME_FIELD_NUMBER: _builtins.int
     HOST_FIELD_NUMBER: _builtins.int
+    DEVIATION_FIELD_NUMBER: _builtins.int
+    CASE_REFERENCE_FIELD_NUMBER: _builtins.int
     council: _builtins.str
     decision: _builtins.str
     request_id: _builtins.str
     """Caller's correlation id, echoed back and written to the decision log."""
+    case_reference: _builtins.str
+    """The host's case reference. Never logged as given: the decision log keeps a keyed
+    HMAC of it (REMIT_AUDIT_HMAC_KEY), so one case's decisions can be found without it.
+    """
     @_builtins.property
     def actor(self) -> Global___Actor: ...
     @_builtins.property
@@ -418,6 +424,10 @@ class AuthoriseRequest(_message.Message):
     def host(self) -> Global___HostInput:
         """Instead of (or besides) canonical actor/context: the host's raw records."""
 
+    @_builtins.property
+    def deviation(self) -> Global___Deviation:
+        """A deviation from the scheme agreed by a named officer (e.g. Torbay 1.1)."""
+
     def __init__(
         self,
         *,
@@ -428,14 +438,46 @@ class AuthoriseRequest(_message.Message):
         request_id: _builtins.str = ...,
         decision_time: _timestamp_pb2.Timestamp | None = ...,
         host: Global___HostInput | None = ...,
+        deviation: Global___Deviation | None = ...,
+        case_reference: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "context", b"context", "decision_time", b"decision_time", "host", b"host"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "context", b"context", "decision_time", b"decision_time", "deviation", b"deviation", "host", b"host"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "context", b"context", "council", b"council", "decision", b"decision", "decision_time", b"decision_time", "host", b"host", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "case_reference", b"case_reference", "context", b"context", "council", b"council", "decision", b"decision", "decision_time", b"decision_time", "deviation", b"deviation", "host", b"host", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthoriseRequest: _TypeAlias = AuthoriseRequest  # noqa: Y015
+
+@_typing.final
+class Deviation(_message.Message):
+    """Break-glass: a deviation from the scheme, agreed by an officer the scheme names."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGREED_BY_ID_FIELD_NUMBER: _builtins.int
+    AGREED_BY_ROLE_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    agreed_by_id: _builtins.str
+    """Opaque id of the officer who agreed it."""
+    agreed_by_role: _builtins.str
+    """Their role id; only roles the scheme names may agree a deviation."""
+    reason_code: _builtins.str
+    """A short code for the reason (free text is not accepted: the log must not hold it)."""
+    def __init__(
+        self,
+        *,
+        agreed_by_id: _builtins.str = ...,
+        agreed_by_role: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreed_by_id", b"agreed_by_id", "agreed_by_role", b"agreed_by_role", "reason_code", b"reason_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Deviation: _TypeAlias = Deviation  # noqa: Y015
 
 @_typing.final
 class Citation(_message.Message):
@@ -580,6 +622,7 @@ class AuthoriseResponse(_message.Message):
     SERVICE_AREA_FIELD_NUMBER: _builtins.int
     MAPPED_FIELD_NUMBER: _builtins.int
     NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    DEVIATION_FIELD_NUMBER: _builtins.int
     effect: Global___Effect.ValueType
     reason: _builtins.str
     """One sentence, in the scheme's words."""
@@ -596,6 +639,8 @@ class AuthoriseResponse(_message.Message):
     """The actor's role the deciding rule matched."""
     service_area: _builtins.str
     """The service area the decision was taken in ("" when none applied)."""
+    deviation: _builtins.bool
+    """Allowed only because of an agreed deviation: the decision log flags it for review."""
     @_builtins.property
     def citation(self) -> Global___Citation: ...
     @_builtins.property
@@ -634,10 +679,11 @@ class AuthoriseResponse(_message.Message):
         service_area: _builtins.str = ...,
         mapped: _abc.Iterable[Global___MappedValue] | None = ...,
         notifications: _abc.Iterable[Global___Notification] | None = ...,
+        deviation: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["citation", b"citation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorisers", b"authorisers", "citation", b"citation", "decided_outside", b"decided_outside", "decision_id", b"decision_id", "effect", b"effect", "failed_conditions", b"failed_conditions", "mapped", b"mapped", "matched_role", b"matched_role", "notifications", b"notifications", "obligations", b"obligations", "policy_version", b"policy_version", "reason", b"reason", "request_id", b"request_id", "rule_id", b"rule_id", "service_area", b"service_area"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorisers", b"authorisers", "citation", b"citation", "decided_outside", b"decided_outside", "decision_id", b"decision_id", "deviation", b"deviation", "effect", b"effect", "failed_conditions", b"failed_conditions", "mapped", b"mapped", "matched_role", b"matched_role", "notifications", b"notifications", "obligations", b"obligations", "policy_version", b"policy_version", "reason", b"reason", "request_id", b"request_id", "rule_id", b"rule_id", "service_area", b"service_area"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
