@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from remit._audit import MemorySink
+from remit._audit import AuditLog, MemorySink, Pseudonymiser
 from remit._holder import PolicyHolder
 from remit._policy import PolicySet, load_dir
 from remit._server import Deps, create_server
@@ -28,7 +28,8 @@ def audit_sink() -> MemorySink:
 
 @pytest.fixture(scope="session")
 def server_address(policies: PolicySet, audit_sink: MemorySink) -> Iterator[str]:
-    server, port = create_server("127.0.0.1:0", Deps(PolicyHolder(policies), audit=audit_sink))
+    audit = AuditLog(audit_sink, "strict", Pseudonymiser(b"k" * 32))
+    server, port = create_server("127.0.0.1:0", Deps(PolicyHolder(policies), audit=audit))
     server.start()
     yield f"127.0.0.1:{port}"
     server.stop(grace=None)

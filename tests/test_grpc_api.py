@@ -302,3 +302,4 @@ def test_every_answer_is_audited_without_context(
         e["effect"] == "EFFECT_ALLOW" and e["rule_id"] == "2.4-tm" and e["request_id"] == "audit-1"
     )
     assert "150000" not in repr(e)
+    assert e["masked_fields"] == ["context.amount_pence", "context.cumulative_amount_pence"]

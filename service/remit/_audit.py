@@ -1,87 +1,393 @@
-"""The decision log: one JSON line per answered Authorise.
+"""The decision log: one ``remit.audit.v1.DecisionLogEntry`` per answered decision.
 
-An entry records who asked (transport peer), which council/decision, the actor's opaque id
-and roles, the effect, the deciding rule and its section, obligation kinds, the policy
-version and latency. It never records context facts, names, dates of birth or free text.
+An entry records who asked, which council and decision, the actor's opaque id and roles,
+a keyed HMAC of the case reference, the effect, the deciding rule, the obligation kinds,
+the policy version and the latency. It never records context facts, names, dates of birth
+or free text; ``masked_fields`` lists what the request carried that was not logged as given.
+
+Every sink keeps a hash chain (see audit.proto) so that ``remit audit verify`` can show,
+years later, that no entry was edited, dropped or inserted.
+
+Sinks: :class:`StreamSink` (JSON lines to stdout, the default), :class:`FileSink`
+(append-only file, fsync'd), :class:`RedisStreamSink` (XADD to a Redis Stream).
+Durability (:class:`AuditLog`): ``strict`` writes before the answer is returned (a sink
+failure fails the call, never returns an unlogged decision); ``best-effort`` queues to a
+bounded buffer written by a background thread, and counts every drop.
+
+Exceptions: :class:`AuditUnavailable` (strict mode, the sink refused an entry).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import logging
+import os
+import queue
+import secrets
 import sys
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from google.protobuf import json_format
+
+from remit.audit.v1 import audit_pb2
 from remit.v1 import remit_pb2 as pb
 
+log = logging.getLogger("remit.audit")
 
-def entry(
-    request: pb.AuthoriseRequest, response: pb.AuthoriseResponse, peer: str, seconds: float
-) -> dict[str, Any]:
-    return {
-        "type": "decision",
-        "decision_id": response.decision_id,
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "peer": peer,
-        "council": request.council,
-        "decision": request.decision,
-        "actor_id": request.actor.id,
-        "actor_roles": list(request.actor.roles),
-        "matched_role": response.matched_role,
-        "effect": pb.Effect.Name(response.effect),
-        "rule_id": response.rule_id,
-        "section": response.citation.section,
-        "obligations": [pb.ObligationKind.Name(o.kind) for o in response.obligations],
-        "policy_version": response.policy_version,
-        "request_id": response.request_id,
-        "latency_ms": round(seconds * 1000, 3),
-    }
+GENESIS = "0" * 64
 
 
-class AuditSink(Protocol):
-    def write_decision(
-        self,
-        request: pb.AuthoriseRequest,
-        response: pb.AuthoriseResponse,
-        peer: str,
-        seconds: float,
-    ) -> None: ...
+class AuditUnavailable(Exception):
+    """Strict mode: the sink did not accept an entry, so no decision may be returned."""
 
 
-class JsonLinesSink:
-    """Writes entries as JSON lines to a text stream (stdout by default)."""
+def canonical(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    body = dict(entry, hash="")
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+def to_dict(msg: audit_pb2.DecisionLogEntry) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+class Pseudonymiser:
+    """Keyed HMAC of case references: the same case gives the same token under one key."""
+
+    def __init__(self, key: bytes | None) -> None:
+        if key is None:
+            key = secrets.token_bytes(32)
+            log.warning(
+                "REMIT_AUDIT_HMAC_KEY is not set: case references are pseudonymised with a "
+                "per-process key, so they cannot be linked across restarts"
+            )
+        self._key = key
+
+    def __call__(self, council: str, case_reference: str) -> str:
+        if not case_reference:
+            return ""
+        mac = hmac.new(self._key, f"{council}\x00{case_reference}".encode(), hashlib.sha256)
+        return mac.hexdigest()[:32]
+
+
+def _masked(request: pb.AuthoriseRequest) -> list[str]:
+    out: list[str] = []
+    if request.case_reference:
+        out.append("case_reference")
+    ctx = request.context
+    for fd, _ in ctx.ListFields():
+        out.append(f"context.{fd.name}")
+    if request.HasField("host"):
+        out.append("host")
+    if request.deviation.reason_code:
+        out.append("deviation.reason_code")
+    return sorted(out)
+
+
+def build_entry(
+    request: pb.AuthoriseRequest,
+    response: pb.AuthoriseResponse,
+    caller: str,
+    seconds: float,
+    pseudonymise: Pseudonymiser,
+    correlation_id: str = "",
+) -> audit_pb2.DecisionLogEntry:
+    """The log entry for one answer (without its place in a chain)."""
+    return audit_pb2.DecisionLogEntry(
+        decision_id=response.decision_id,
+        time=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        caller=caller,
+        council=request.council,
+        decision=request.decision,
+        actor_id=request.actor.id,
+        actor_roles=list(request.actor.roles) + list(request.actor.acting_for),
+        matched_role=response.matched_role,
+        case_ref_hmac=pseudonymise(request.council, request.case_reference),
+        effect=pb.Effect.Name(response.effect),
+        rule_id=response.rule_id,
+        section=response.citation.section,
+        obligations=[pb.ObligationKind.Name(o.kind) for o in response.obligations],
+        policy_version=response.policy_version,
+        latency_us=min(int(seconds * 1e6), 2**32 - 1),
+        masked_fields=_masked(request),
+        deviation=response.deviation,
+        deviation_agreed_by=request.deviation.agreed_by_id if response.deviation else "",
+        review=response.deviation,
+        request_id=request.request_id,
+        correlation_id=correlation_id,
+    )
+
+
+class Sink(Protocol):
+    """Appends chained entries. ``last()`` gives (seq, hash) to continue a chain."""
+
+    def last(self) -> tuple[int, str]: ...
+
+    def append(self, line: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StreamSink:
+    """JSON lines to a text stream (stdout by default)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
+
+    def last(self) -> tuple[int, str]:
+        return 0, GENESIS
+
+    def append(self, line: str) -> None:
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+class FileSink:
+    """An append-only file; every entry is flushed and fsync'd before ``append`` returns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    def last(self) -> tuple[int, str]:
+        seq, prev = 0, GENESIS
+        for _, entry, _ in read_lines(self.path):
+            if entry is not None:
+                seq, prev = int(entry.get("seq", 0)), str(entry.get("hash", ""))
+        return seq, prev
+
+    def append(self, line: str) -> None:
+        os.write(self._fd, (line + "\n").encode())
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class RedisStreamSink:
+    """XADD to a Redis Stream; the reply is the acceptance."""
+
+    def __init__(self, url: str, stream: str = "remit:audit") -> None:
+        import redis
+
+        self._r = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.stream = stream
+
+    def last(self) -> tuple[int, str]:
+        rows = self._r.xrevrange(self.stream, count=1)
+        if not rows:
+            return 0, GENESIS
+        entry = json.loads(rows[0][1][b"entry"])  # type: ignore[index]
+        return int(entry["seq"]), str(entry["hash"])
+
+    def append(self, line: str) -> None:
+        self._r.xadd(self.stream, {"entry": line})
+
+    def entries(self) -> Iterator[str]:
+        rows: list[tuple[bytes, dict[bytes, bytes]]] = self._r.xrange(self.stream)  # type: ignore[assignment]
+        for _, fields in rows:
+            yield fields[b"entry"].decode()
+
+    def close(self) -> None:
+        self._r.close()
+
+
+@dataclass
+class AuditStats:
+    written: int = 0
+    dropped: int = 0
+    failed: int = 0
+
+
+class AuditLog:
+    """Chains entries and writes them to one sink in the declared durability mode."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        mode: str = "strict",
+        pseudonymiser: Pseudonymiser | None = None,
+        buffer: int = 10_000,
+    ) -> None:
+        if mode not in ("strict", "best-effort"):
+            raise ValueError(f"audit mode {mode!r}: strict or best-effort")
+        self.sink = sink
+        self.mode = mode
+        self.pseudonymise = pseudonymiser or Pseudonymiser(None)
+        self.stats = AuditStats()
         self._lock = threading.Lock()
+        self._seq, self._prev = sink.last()
+        self._queue: queue.Queue[audit_pb2.DecisionLogEntry | None] = queue.Queue(buffer)
+        self._thread: threading.Thread | None = None
+        if mode == "best-effort":
+            self._thread = threading.Thread(target=self._drain, name="remit-audit", daemon=True)
+            self._thread.start()
+
+    def _chain_and_write(self, entry: audit_pb2.DecisionLogEntry) -> None:
+        with self._lock:
+            entry.seq = self._seq + 1
+            entry.prev_hash = self._prev
+            data = to_dict(entry)
+            data["hash"] = entry_hash(data)
+            self.sink.append(canonical(data).decode())
+            self._seq, self._prev = entry.seq, data["hash"]
+            self.stats.written += 1
 
     def write_decision(
         self,
         request: pb.AuthoriseRequest,
         response: pb.AuthoriseResponse,
-        peer: str,
+        caller: str,
         seconds: float,
+        correlation_id: str = "",
     ) -> None:
-        line = json.dumps(entry(request, response, peer, seconds), sort_keys=True)
-        with self._lock:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+        entry = build_entry(request, response, caller, seconds, self.pseudonymise, correlation_id)
+        if self.mode == "strict":
+            try:
+                self._chain_and_write(entry)
+            except Exception as exc:
+                self.stats.failed += 1
+                log.error(
+                    "audit sink refused an entry (%s): no decision returned", type(exc).__name__
+                )
+                raise AuditUnavailable(
+                    "decision log unavailable; no decision was returned"
+                ) from exc
+            return
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            with self._lock:
+                self.stats.dropped += 1
+                dropped = self.stats.dropped
+            if dropped == 1 or dropped % 1000 == 0:
+                log.warning("audit buffer full: %d entries dropped so far", dropped)
+
+    def _drain(self) -> None:
+        while True:
+            entry = self._queue.get()
+            if entry is None:
+                return
+            try:
+                self._chain_and_write(entry)
+            except Exception as exc:
+                with self._lock:
+                    self.stats.dropped += 1
+                log.error("audit sink failed (%s): entry dropped and counted", type(exc).__name__)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Write everything queued (best-effort) and flush the sink."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+        self.sink.close()
 
 
 class MemorySink:
-    """Keeps entries in memory (tests)."""
+    """Keeps chained lines in memory (tests)."""
 
     def __init__(self) -> None:
-        self.entries: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+        self.lines: list[str] = []
 
-    def write_decision(
-        self,
-        request: pb.AuthoriseRequest,
-        response: pb.AuthoriseResponse,
-        peer: str,
-        seconds: float,
-    ) -> None:
-        with self._lock:
-            self.entries.append(entry(request, response, peer, seconds))
+    def last(self) -> tuple[int, str]:
+        if not self.lines:
+            return 0, GENESIS
+        e = json.loads(self.lines[-1])
+        return int(e["seq"]), str(e["hash"])
+
+    def append(self, line: str) -> None:
+        self.lines.append(line)
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, parsed entry or None, raw text) for each line of a log file."""
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            text = raw.decode("utf-8", errors="replace").rstrip("\n")
+            try:
+                value = json.loads(text)
+            except ValueError:
+                yield n, None, text
+                continue
+            yield n, value if isinstance(value, dict) else None, text
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    entries: int
+    line: int = 0
+    problem: str = ""
+
+
+def verify_lines(lines: Iterator[tuple[int, dict[str, Any] | None, str]]) -> VerifyResult:
+    """Check a chain: every entry parses, hashes to itself, links to the one before, and
+    no sequence number is missing. Reports the first problem with its line number."""
+    prev_seq, prev_hash, count = 0, GENESIS, 0
+    for n, entry, _ in lines:
+        if entry is None:
+            return VerifyResult(False, count, n, "not a JSON log entry (truncated or edited)")
+        if entry.get("hash") != entry_hash(entry):
+            return VerifyResult(False, count, n, "entry was edited: its hash does not match")
+        seq = int(entry.get("seq", 0))
+        if seq != prev_seq + 1:
+            return VerifyResult(False, count, n, f"missing link: seq {seq} follows {prev_seq}")
+        if entry.get("prev_hash") != prev_hash:
+            return VerifyResult(
+                False, count, n, "broken link: prev_hash is not the previous entry's hash"
+            )
+        prev_seq, prev_hash, count = seq, str(entry["hash"]), count + 1
+    return VerifyResult(True, count)
+
+
+def sink_from_spec(spec: str) -> Sink:
+    """``stdout`` | ``file:PATH`` | ``redis:URL`` (stream key remit:audit, or URL#stream)."""
+    if spec in ("", "stdout"):
+        return StreamSink()
+    if spec.startswith("file:"):
+        return FileSink(Path(spec.removeprefix("file:")))
+    if spec.startswith("redis:") or spec.startswith("rediss:"):
+        url, _, stream = spec.partition("#")
+        url = url.removeprefix("redis:") if url.startswith("redis:redis") else url
+        return RedisStreamSink(url, stream or "remit:audit")
+    raise ValueError(f"audit sink {spec!r}: stdout, file:PATH or redis:URL")
+
+
+def log_from_env() -> AuditLog:
+    """REMIT_AUDIT_SINK, REMIT_AUDIT_MODE (strict | best-effort), REMIT_AUDIT_HMAC_KEY (hex)."""
+    key_hex = os.environ.get("REMIT_AUDIT_HMAC_KEY", "")
+    try:
+        key = bytes.fromhex(key_hex) if key_hex else None
+    except ValueError as exc:
+        raise ValueError("REMIT_AUDIT_HMAC_KEY: must be hex") from exc
+    if key is not None and len(key) < 16:
+        raise ValueError("REMIT_AUDIT_HMAC_KEY: at least 16 bytes (32 hex characters)")
+    return AuditLog(
+        sink_from_spec(os.environ.get("REMIT_AUDIT_SINK", "stdout")),
+        os.environ.get("REMIT_AUDIT_MODE", "strict"),
+        Pseudonymiser(key),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from google.protobuf import timestamp_pb2
@@ -170,9 +171,11 @@ def answer_to_proto(answer: Answer, request_id: str) -> pb.AuthoriseResponse:
     return out
 
 
-def councils_to_proto(policies: PolicySet) -> pb.ListCouncilsResponse:
+def councils_to_proto(
+    policies: PolicySet, visible: Callable[[str], bool] = lambda _: True
+) -> pb.ListCouncilsResponse:
     out = pb.ListCouncilsResponse(policy_version=policies.version)
-    for cid in sorted(policies.councils):
+    for cid in sorted(c for c in policies.councils if visible(c)):
         p = policies.councils[cid]
         out.councils.append(
             pb.CouncilSummary(

@@ -1,10 +1,16 @@
 """Server interceptors, installed in this fixed order (outermost first):
 
 1. recovery   — any unexpected exception becomes INTERNAL with an error id; never an answer
-2. validation — request size and identifier limits; engine RequestErrors become
-                INVALID_ARGUMENT / NOT_FOUND with a google.rpc.BadRequest naming the field
-3. audit      — one decision-log entry per Authorise answer
+2. validation — who is calling (mTLS identity / dev token) and may they query this council
+                (PERMISSION_DENIED); request size and identifier limits; engine RequestErrors
+                become INVALID_ARGUMENT / NOT_FOUND with a google.rpc.BadRequest naming the field
+3. audit      — one decision-log entry per answered decision (Authorise, and every item of
+                AuthoriseBatch / AuthoriseStream); in strict mode an entry the sink refuses
+                fails the call (UNAVAILABLE) rather than return an unlogged decision
 4. logging    — method, status code and latency; never request contents
+
+Unary-unary and stream-stream handlers are both wrapped. The caller is held in a context
+variable for the duration of the call only, and defaults to a caller allowed nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -21,27 +28,40 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from remit._audit import AuditSink
-from remit._errors import NotFound, RequestError
+from remit._access import CALLER, AccessPolicy, PermissionDenied, check_council
+from remit._audit import AuditLog, AuditUnavailable
+from remit._errors import InvalidArgument, NotFound, RequestError
+from remit.v1 import remit_pb2 as pb
 
 log = logging.getLogger("remit.server")
 
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+StreamBehaviour = Callable[[Iterator[Any], grpc.ServicerContext], Iterator[Any]]
 
 MAX_STRING = 256
 MAX_REPEATED = 128
 
 
 def _wrap(
-    handler: grpc.RpcMethodHandler[Any, Any] | None, wrap: Callable[[Behaviour], Behaviour]
+    handler: grpc.RpcMethodHandler[Any, Any] | None,
+    unary: Callable[[Behaviour], Behaviour],
+    stream: Callable[[StreamBehaviour], StreamBehaviour] | None = None,
 ) -> Any:
-    if handler is None or handler.unary_unary is None:
+    if handler is None:
         return handler
-    return grpc.unary_unary_rpc_method_handler(
-        wrap(handler.unary_unary),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            unary(handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_stream is not None and stream is not None:
+        return grpc.stream_stream_rpc_method_handler(
+            stream(handler.stream_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
 
 
 def _aborted(context: grpc.ServicerContext) -> bool:
@@ -49,8 +69,15 @@ def _aborted(context: grpc.ServicerContext) -> bool:
     return code is not None and code != grpc.StatusCode.OK
 
 
+def status_code(exc: RequestError) -> int:
+    if isinstance(exc, PermissionDenied):
+        return int(code_pb2.PERMISSION_DENIED)
+    if isinstance(exc, NotFound):
+        return int(code_pb2.NOT_FOUND)
+    return int(code_pb2.INVALID_ARGUMENT)
+
+
 def abort_request_error(context: grpc.ServicerContext, exc: RequestError) -> None:
-    code = code_pb2.NOT_FOUND if isinstance(exc, NotFound) else code_pb2.INVALID_ARGUMENT
     detail = any_pb2.Any()
     detail.Pack(
         error_details_pb2.BadRequest(
@@ -61,28 +88,42 @@ def abort_request_error(context: grpc.ServicerContext, exc: RequestError) -> Non
             ]
         )
     )
-    status = status_pb2.Status(code=code, message=str(exc), details=[detail])
+    status = status_pb2.Status(code=status_code(exc), message=str(exc), details=[detail])
     context.abort_with_status(rpc_status.to_status(status))
 
 
 class RecoveryInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        def wrap(inner: Behaviour) -> Behaviour:
+        def fail(context: grpc.ServicerContext) -> None:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("internal error %s in %s", error_id, details.method)
+            context.abort(
+                grpc.StatusCode.INTERNAL, f"internal error {error_id}; no decision was made"
+            )
+
+        def unary(inner: Behaviour) -> Behaviour:
             def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
                 try:
                     return inner(request, context)
                 except Exception:
                     if _aborted(context):
                         raise
-                    error_id = uuid.uuid4().hex[:12]
-                    log.exception("internal error %s in %s", error_id, details.method)
-                    context.abort(
-                        grpc.StatusCode.INTERNAL, f"internal error {error_id}; no decision was made"
-                    )
+                    fail(context)
 
             return behaviour
 
-        return _wrap(continuation(details), wrap)
+        def stream(inner: StreamBehaviour) -> StreamBehaviour:
+            def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+                try:
+                    yield from inner(requests, context)
+                except Exception:
+                    if _aborted(context):
+                        raise
+                    fail(context)
+
+            return behaviour
+
+        return _wrap(continuation(details), unary, stream)
 
 
 def check_message(msg: Message, prefix: str = "") -> None:
@@ -117,49 +158,133 @@ def check_message(msg: Message, prefix: str = "") -> None:
 
 
 def _limit(field: str, message: str) -> RequestError:
-    from remit._errors import InvalidArgument
-
     return InvalidArgument(field, message)
 
 
 class ValidationInterceptor(grpc.ServerInterceptor):
+    def __init__(self, access: AccessPolicy) -> None:
+        self._access = access
+
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        def wrap(inner: Behaviour) -> Behaviour:
+        def resolve(context: grpc.ServicerContext) -> Any:
+            caller = self._access.resolve(context)
+            if caller is None:
+                log.warning(
+                    "permission denied: unknown caller %s on %s", context.peer(), details.method
+                )
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, "caller identity not recognised")
+            return caller
+
+        def unary(inner: Behaviour) -> Behaviour:
             def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+                token = CALLER.set(resolve(context))
                 try:
-                    if isinstance(request, Message):
+                    # batch items are checked one by one, so one bad item fails only itself
+                    if isinstance(request, Message) and not isinstance(
+                        request, pb.AuthoriseBatchRequest
+                    ):
                         check_message(request)
+                        council = getattr(request, "council", None)
+                        if isinstance(council, str) and council:
+                            check_council(council)
                     return inner(request, context)
                 except RequestError as exc:
                     abort_request_error(context, exc)
+                finally:
+                    CALLER.reset(token)
 
             return behaviour
 
-        return _wrap(continuation(details), wrap)
+        def stream(inner: StreamBehaviour) -> StreamBehaviour:
+            def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+                token = CALLER.set(resolve(context))
+                try:
+                    yield from inner(requests, context)
+                except RequestError as exc:
+                    abort_request_error(context, exc)
+                finally:
+                    CALLER.reset(token)
+
+            return behaviour
+
+        return _wrap(continuation(details), unary, stream)
 
 
 class AuditInterceptor(grpc.ServerInterceptor):
-    """Writes one decision-log entry for every Authorise that returns an answer."""
+    """One decision-log entry per answered decision, single or batched."""
 
-    def __init__(self, sink: AuditSink) -> None:
-        self._sink = sink
+    def __init__(self, audit: AuditLog) -> None:
+        self._audit = audit
+
+    def _write(
+        self,
+        request: pb.AuthoriseRequest,
+        response: pb.AuthoriseResponse,
+        context: grpc.ServicerContext,
+        seconds: float,
+        correlation_id: str = "",
+    ) -> None:
+        try:
+            self._audit.write_decision(
+                request, response, CALLER.get().identity, seconds, correlation_id
+            )
+        except AuditUnavailable as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+
+    def _items(
+        self,
+        items: Any,
+        results: Any,
+        context: grpc.ServicerContext,
+        seconds: float,
+    ) -> None:
+        for item, result in zip(items, results, strict=False):
+            if result.HasField("response"):
+                self._write(item.request, result.response, context, seconds, item.correlation_id)
 
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        if not details.method.endswith("/Authorise"):
+        method = details.method.rsplit("/", 1)[-1]
+        if method not in ("Authorise", "AuthoriseBatch", "AuthoriseStream"):
             return continuation(details)
 
-        def wrap(inner: Behaviour) -> Behaviour:
+        def unary(inner: Behaviour) -> Behaviour:
             def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
                 started = time.perf_counter()
                 response = inner(request, context)
-                self._sink.write_decision(
-                    request, response, context.peer(), time.perf_counter() - started
-                )
+                seconds = time.perf_counter() - started
+                if method == "Authorise":
+                    self._write(request, response, context, seconds)
+                else:
+                    self._items(
+                        request.items,
+                        response.results,
+                        context,
+                        seconds / max(1, len(request.items)),
+                    )
                 return response
 
             return behaviour
 
-        return _wrap(continuation(details), wrap)
+        def stream(inner: StreamBehaviour) -> StreamBehaviour:
+            def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+                pending: deque[Any] = deque()
+
+                def remember() -> Iterator[Any]:
+                    for message in requests:
+                        pending.append(message)
+                        yield message
+
+                started = time.perf_counter()
+                for response in inner(remember(), context):
+                    message = pending.popleft()
+                    seconds = (time.perf_counter() - started) / max(1, len(message.items))
+                    self._items(message.items, response.results, context, seconds)
+                    yield response
+                    started = time.perf_counter()
+
+            return behaviour
+
+        return _wrap(continuation(details), unary, stream)
 
 
 class LoggingInterceptor(grpc.ServerInterceptor):

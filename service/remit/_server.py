@@ -21,7 +21,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from remit import _paths
-from remit._audit import AuditSink, JsonLinesSink
+from remit._access import AccessPolicy
+from remit._audit import AuditLog, StreamSink, log_from_env
 from remit._errors import PolicyError
 from remit._holder import PolicyHolder
 from remit._interceptors import (
@@ -43,19 +44,53 @@ SERVICE_NAMES = (
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Server certificate and key; ``client_ca`` turns on mTLS (a client cert is required)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.key.read_bytes(), self.cert.read_bytes())],
+            root_certificates=self.client_ca.read_bytes() if self.client_ca else None,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
 @dataclass
 class Deps:
     holder: PolicyHolder
-    audit: AuditSink = field(default_factory=JsonLinesSink)
+    audit: AuditLog = field(default_factory=lambda: AuditLog(StreamSink(), "strict"))
+    access: AccessPolicy = field(default_factory=AccessPolicy.open_access)
+    tls: TlsFiles | None = None
+    allow_plaintext: bool = False  # plaintext off loopback must be asked for explicitly
     max_workers: int = 16
 
 
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0]
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
 def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
+    if deps.tls is None and not is_loopback(address) and not deps.allow_plaintext:
+        raise ValueError(
+            f"refusing plaintext gRPC on {address}: set REMIT_TLS_CERT/REMIT_TLS_KEY, "
+            "or REMIT_ALLOW_PLAINTEXT=1 to accept the risk"
+        )
+    if deps.tls is not None and deps.tls.client_ca is not None and deps.access.open:
+        raise ValueError("mTLS needs REMIT_ACCESS_FILE: which caller may query which councils")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=deps.max_workers, thread_name_prefix="remit-rpc"),
         interceptors=[
             RecoveryInterceptor(),
-            ValidationInterceptor(),
+            ValidationInterceptor(deps.access),
             AuditInterceptor(deps.audit),
             LoggingInterceptor(),
         ],
@@ -75,7 +110,10 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
+    if deps.tls is not None:
+        port = server.add_secure_port(address, deps.tls.credentials())
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind {address}")
     return server, port
@@ -102,7 +140,13 @@ def serve_forever(address: str, policy_dir: Path | None = None) -> int:
         return 4
     source.start()
     policies = source.holder.current()
-    server, port = create_server(address, Deps(source.holder))
+    try:
+        deps = deps_from_env(source.holder)
+        server, port = create_server(address, deps)
+    except (ValueError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        source.stop()
+        return 2
     server.start()
     host = address.rsplit(":", 1)[0]
     log.info(
@@ -122,5 +166,32 @@ def serve_forever(address: str, policy_dir: Path | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     stop.wait()
     server.stop(grace=10).wait()
+    deps.audit.flush()
     source.stop()
     return 0
+
+
+def deps_from_env(holder: PolicyHolder) -> Deps:
+    """TLS, access and audit settings from the environment (validated; ValueError names it)."""
+    cert, key = os.environ.get("REMIT_TLS_CERT", ""), os.environ.get("REMIT_TLS_KEY", "")
+    client_ca = os.environ.get("REMIT_TLS_CLIENT_CA", "")
+    tls = None
+    if cert or key or client_ca:
+        if not (cert and key):
+            raise ValueError("REMIT_TLS_CERT and REMIT_TLS_KEY are both required for TLS")
+        for name, value in (
+            ("REMIT_TLS_CERT", cert),
+            ("REMIT_TLS_KEY", key),
+            ("REMIT_TLS_CLIENT_CA", client_ca),
+        ):
+            if value and not Path(value).is_file():
+                raise ValueError(f"{name}: no such file {value}")
+        tls = TlsFiles(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+    access_file = os.environ.get("REMIT_ACCESS_FILE", "")
+    access = (
+        AccessPolicy.from_file(Path(access_file)) if access_file else AccessPolicy.open_access()
+    )
+    allow = os.environ.get("REMIT_ALLOW_PLAINTEXT", "")
+    if allow not in ("", "0", "1"):
+        raise ValueError("REMIT_ALLOW_PLAINTEXT: 0 or 1")
+    return Deps(holder, log_from_env(), access, tls, allow == "1")

@@ -14,10 +14,11 @@ import grpc
 from google.rpc import code_pb2
 
 from remit import _convert
+from remit._access import CALLER, check_council
 from remit._engine import decide
 from remit._errors import InvalidArgument, NotFound, RequestError
 from remit._holder import PolicyHolder
-from remit._interceptors import check_message
+from remit._interceptors import check_message, status_code
 from remit._policy import PolicySet
 from remit._queries import permitted_decisions, who_may_decide
 from remit.v1 import remit_pb2 as pb
@@ -40,11 +41,13 @@ def authorise_item(policies: PolicySet, item: pb.BatchItem) -> pb.BatchResult:
     """One batch item: its answer, or its own error. An internal fault is INTERNAL."""
     result = pb.BatchResult(correlation_id=item.correlation_id)
     try:
-        check_message(item.request, "request.")
+        check_message(item, "")
+        check_council(item.request.council, "request.council")
         result.response.CopyFrom(authorise(policies, item.request))
     except RequestError as exc:
-        code = code_pb2.NOT_FOUND if isinstance(exc, NotFound) else code_pb2.INVALID_ARGUMENT
-        result.error.CopyFrom(pb.ItemError(code=code, message=str(exc), field=exc.field))
+        result.error.CopyFrom(
+            pb.ItemError(code=status_code(exc), message=str(exc), field=exc.field)
+        )
     except Exception:
         log.exception("internal error in batch item")
         result.error.CopyFrom(
@@ -143,7 +146,8 @@ class CatalogueServicer(pb_grpc.CatalogueServiceServicer):
     def ListCouncils(
         self, request: pb.ListCouncilsRequest, context: grpc.ServicerContext
     ) -> pb.ListCouncilsResponse:
-        return _convert.councils_to_proto(self._holder.current())
+        caller = CALLER.get()
+        return _convert.councils_to_proto(self._holder.current(), caller.may)
 
     def GetScheme(
         self, request: pb.GetSchemeRequest, context: grpc.ServicerContext
