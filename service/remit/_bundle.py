@@ -6,6 +6,7 @@ Redis layout (``prefix`` defaults to ``remit``)::
     {prefix}:bundle:{version}:manifest   JSON manifest (bytes)
     {prefix}:bundle:{version}:files      HASH  relative path -> file bytes
     {prefix}:bundle:{version}:hierarchy  HASH  council -> JSON role closure (shared cache)
+    {prefix}:bundle:{version}:signature  Ed25519 signature of the manifest bytes (optional)
     {prefix}:active                      the version in force (moved with one SET)
     {prefix}:history                     LIST of published versions, newest first (bounded)
     {prefix}:changes                     pub/sub channel: the new active version
@@ -29,6 +30,7 @@ import redis
 
 from remit._errors import PolicyError
 from remit._policy import PolicySet, load_files
+from remit._signing import Signer, Verifier
 
 DEFAULT_PREFIX = "remit"
 DEFAULT_KEEP = 10
@@ -143,24 +145,33 @@ class BundleStore:
     def channel(self) -> str:
         return self.key("changes")
 
-    def write(self, bundle: Bundle) -> None:
-        """Store a bundle under its version (does not activate it)."""
+    def write(self, bundle: Bundle, signer: Signer | None = None) -> None:
+        """Store a bundle under its version (does not activate it), signed if asked."""
         v = bundle.version
+        manifest_bytes = json.dumps(bundle.manifest, sort_keys=True).encode()
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self.key("bundle", v, "files"), self.key("bundle", v, "hierarchy"))
+        pipe.delete(
+            self.key("bundle", v, "files"),
+            self.key("bundle", v, "hierarchy"),
+            self.key("bundle", v, "signature"),
+        )
+        if signer is not None:
+            pipe.set(self.key("bundle", v, "signature"), signer.sign(manifest_bytes))
         pipe.hset(self.key("bundle", v, "files"), mapping=dict(bundle.files))  # type: ignore[arg-type]
         pipe.hset(self.key("bundle", v, "hierarchy"), mapping=dict(bundle.hierarchy))  # type: ignore[arg-type]
-        pipe.set(self.key("bundle", v, "manifest"), json.dumps(bundle.manifest, sort_keys=True))
+        pipe.set(self.key("bundle", v, "manifest"), manifest_bytes)
         pipe.execute()
 
-    def activate(self, version: str) -> None:
+    def activate(self, version: str, verifier: Verifier | None = None) -> None:
         """Move the pointer (one SET) and announce it. The bundle must verify first."""
-        self.fetch(version)  # refuses a missing or corrupt bundle before it goes live
+        self.fetch(version, verifier)  # refuses a missing or corrupt bundle before it goes live
         self.r.set(self.key("active"), version)
         self.r.publish(self.channel, version)
 
-    def publish(self, bundle: Bundle, keep: int = DEFAULT_KEEP) -> None:
-        self.write(bundle)
+    def publish(
+        self, bundle: Bundle, keep: int = DEFAULT_KEEP, signer: Signer | None = None
+    ) -> None:
+        self.write(bundle, signer)
         self.activate(bundle.version)
         pipe = self.r.pipeline(transaction=True)
         pipe.lrem(self.key("history"), 0, bundle.version)
@@ -178,6 +189,7 @@ class BundleStore:
                 self.key("bundle", v, "files"),
                 self.key("bundle", v, "hierarchy"),
                 self.key("bundle", v, "manifest"),
+                self.key("bundle", v, "signature"),
             )
             self.r.lrem(self.key("history"), 0, v)
         return dropped
@@ -189,11 +201,16 @@ class BundleStore:
     def history(self) -> list[str]:
         return [v.decode() for v in self.r.lrange(self.key("history"), 0, -1)]  # type: ignore[union-attr]
 
-    def fetch(self, version: str) -> tuple[Bundle, dict[str, Any]]:
-        """Read and verify a bundle. Returns it with its compiled manifest."""
+    def fetch(
+        self, version: str, verifier: Verifier | None = None
+    ) -> tuple[Bundle, dict[str, Any]]:
+        """Read and verify a bundle (and its signature, given a verifier)."""
         raw_manifest = self.r.get(self.key("bundle", version, "manifest"))
         if not isinstance(raw_manifest, bytes):
             raise PolicyError(f"no bundle {version} in Redis")
+        if verifier is not None:
+            signature = self.r.get(self.key("bundle", version, "signature"))
+            verifier.verify(raw_manifest, signature if isinstance(signature, bytes) else None)
         try:
             manifest = json.loads(raw_manifest)
         except ValueError as exc:

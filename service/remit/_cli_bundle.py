@@ -14,6 +14,7 @@ import redis
 from remit import _paths
 from remit._bundle import DEFAULT_KEEP, BundleStore, from_directory
 from remit._errors import PolicyError
+from remit._signing import Signer
 
 EXIT_POLICY = 4
 EXIT_REDIS = 6
@@ -31,14 +32,20 @@ def _publish(args: argparse.Namespace) -> int:
     try:
         bundle = from_directory(directory)
         store = _store(args)
-        store.publish(bundle, keep=args.keep)
+        key = args.signing_key or os.environ.get("REMIT_BUNDLE_SIGNING_KEY", "")
+        signer = Signer.from_file(Path(key)) if key else None
+        store.publish(bundle, keep=args.keep, signer=signer)
     except PolicyError as exc:
         print(f"remit publish: refused: {exc}", file=sys.stderr)
         return EXIT_POLICY
     except redis.RedisError as exc:
         print(f"remit publish: Redis: {exc}", file=sys.stderr)
         return EXIT_REDIS
-    print(f"published and activated {bundle.version} ({len(bundle.manifest['councils'])} councils)")
+    signed = "signed, " if signer else ""
+    print(
+        f"published and activated {bundle.version} "
+        f"({signed}{len(bundle.manifest['councils'])} councils)"
+    )
     return 0
 
 
@@ -91,6 +98,11 @@ def register(sub: Any) -> None:
     common(p)
     p.add_argument("--policy-dir", default="", help="compiled policy (default policies/generated)")
     p.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="versions of history to keep")
+    p.add_argument(
+        "--signing-key",
+        default="",
+        help="Ed25519 private key PEM (default: $REMIT_BUNDLE_SIGNING_KEY)",
+    )
     p.set_defaults(func=_publish)
 
     r = sub.add_parser("rollback", help="make an earlier published version active again")

@@ -22,6 +22,7 @@ from remit._bundle import BundleStore, build, hierarchy_of
 from remit._errors import PolicyError
 from remit._holder import PolicyHolder
 from remit._policy import PolicySet, load_dir
+from remit._signing import Verifier
 from remit._source import SourceStatus
 
 log = logging.getLogger("remit.replica")
@@ -37,8 +38,10 @@ class RedisSource:
         local_dir: Path | None,
         poll_seconds: float = 0.5,
         prefix: str = "remit",
+        verifier: Verifier | None = None,
     ) -> None:
         self._store = BundleStore.from_url(url, prefix)
+        self._verifier = verifier
         self._poll = poll_seconds
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -70,7 +73,7 @@ class RedisSource:
 
     def _load(self, version: str) -> PolicySet:
         """Fetch, verify and build one version (off the request path)."""
-        bundle, compiled = self._store.fetch(version)
+        bundle, compiled = self._store.fetch(version, self._verifier)
         policies = build(bundle.files, compiled)
         computed = hierarchy_of(policies)
         if bundle.hierarchy:

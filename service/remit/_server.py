@@ -32,6 +32,7 @@ from remit._interceptors import (
     ValidationInterceptor,
 )
 from remit._servicer import AuthorisationServicer, CatalogueServicer
+from remit._signing import Verifier
 from remit._source import LocalSource, PolicySource
 from remit.v1 import remit_pb2, remit_pb2_grpc
 
@@ -132,7 +133,11 @@ def serve_forever(address: str, policy_dir: Path | None = None) -> int:
         if redis_url:
             from remit._replica import RedisSource
 
-            source = RedisSource(redis_url, directory if directory.is_dir() else None)
+            public_key = os.environ.get("REMIT_BUNDLE_PUBLIC_KEY", "")
+            verifier = Verifier.from_file(Path(public_key)) if public_key else None
+            source = RedisSource(
+                redis_url, directory if directory.is_dir() else None, verifier=verifier
+            )
         else:
             source = LocalSource(directory)
     except PolicyError as exc:

@@ -164,7 +164,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 # Modules that add their own subcommands: each has register(subparsers) -> None.
-COMMAND_MODULES: tuple[str, ...] = ("remit._cli_bundle",)
+COMMAND_MODULES: tuple[str, ...] = ("remit._cli_bundle", "remit._cli_audit")
 
 
 def build_parser() -> argparse.ArgumentParser:
