@@ -123,6 +123,46 @@ def _sha256(data: bytes) -> str:
 PART_KEYS = ("roles", "areas", "facts", "decisions")
 
 
+def load_scheme(
+    path: Path, display: str | None = None, parts: Iterable[Path] = ()
+) -> tuple[_yaml.Located, list[Problem]]:
+    """Load one scheme file and merge its parts, keeping every value's file and line.
+
+    Returns the merged document (``data`` is None when the main file cannot be read) and
+    the YAML and merge problems found. The compiler and ``remit lint`` both start here.
+    """
+    parts = tuple(parts)
+    doc, yaml_problems = _yaml.load(path, display)
+    problems = [Problem(doc.file, line, "", message) for line, message in yaml_problems]
+    if doc.data is None:
+        return doc, problems
+    for part_path in parts:
+        shown = (
+            f"{Path(display).parent}/{path.stem}.d/{part_path.name}" if display else str(part_path)
+        )
+        part, part_problems = _yaml.load(part_path, shown)
+        problems.extend(Problem(part.file, ln, "", msg) for ln, msg in part_problems)
+        if part.data is None:
+            continue
+        if not isinstance(doc.data, dict):
+            break
+        for key in doc.merge_lists(part, PART_KEYS):
+            problems.append(
+                Problem(
+                    part.file,
+                    part.line((key,)),
+                    key,
+                    f"a part may only hold {', '.join(PART_KEYS)}",
+                )
+            )
+    return doc, problems
+
+
+def scheme_paths(schemes_dir: Path, council: str) -> tuple[Path, list[Path]]:
+    """The scheme file of ``council`` and its parts (``<council>.d/*.yaml``), sorted."""
+    return schemes_dir / f"{council}.yaml", sorted((schemes_dir / f"{council}.d").glob("*.yaml"))
+
+
 def compile_scheme(
     path: Path, sources_dir: Path, display: str | None = None, parts: Iterable[Path] = ()
 ) -> tuple[Output | None, list[Problem]]:
@@ -132,31 +172,11 @@ def compile_scheme(
     same scheme, so a long scheme can be kept one section per file.
     """
     parts = tuple(parts)
-    doc, yaml_problems = _yaml.load(path, display)
+    doc, problems = load_scheme(path, display, parts)
     col = _Collector(doc)
-    for line, message in yaml_problems:
-        col.problems.append(Problem(doc.file, line, "", message))
+    col.problems.extend(problems)
     if doc.data is None:
         return None, col.problems
-    for part_path in parts:
-        shown = (
-            f"{Path(display).parent}/{path.stem}.d/{part_path.name}" if display else str(part_path)
-        )
-        part, part_problems = _yaml.load(part_path, shown)
-        col.problems.extend(Problem(part.file, ln, "", msg) for ln, msg in part_problems)
-        if part.data is None:
-            continue
-        if not isinstance(doc.data, dict):
-            break
-        for key in doc.merge_lists(part, PART_KEYS):
-            col.problems.append(
-                Problem(
-                    part.file,
-                    part.line((key,)),
-                    key,
-                    f"a part may only hold {', '.join(PART_KEYS)}",
-                )
-            )
     for err in Draft202012Validator(_SCHEMA).iter_errors(doc.data):
         col.add(tuple(err.absolute_path), f"schema: {err.message}")
     if col.problems:

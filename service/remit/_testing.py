@@ -69,6 +69,27 @@ class Report:
         return out
 
 
+def junit_xml(report: Report) -> bytes:
+    """The report as JUnit XML: one ``testsuite`` per council, one ``testcase`` per case
+    (``classname`` the suite file), a ``failure`` carrying the message of each failed case."""
+    from xml.etree import ElementTree as ET
+
+    root = ET.Element("testsuites", name="remit policy suites")
+    root.set("tests", str(len(report.results)))
+    root.set("failures", str(len(report.failed)))
+    for council, (ok, bad) in sorted(report.by_council().items()):
+        suite = ET.SubElement(
+            root, "testsuite", name=council, tests=str(ok + bad), failures=str(bad), errors="0"
+        )
+        for r in (r for r in report.results if r.council == council):
+            case = ET.SubElement(
+                suite, "testcase", classname=r.suite, name=r.name, file=r.suite, line=str(r.line)
+            )
+            if not r.ok:
+                ET.SubElement(case, "failure", message=r.message[:200]).text = r.message
+    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
+
+
 def _facts(policies: PolicySet, council: str, raw: Mapping[str, Any]) -> dict[str, FactValue]:
     policy = policies.councils.get(council)
     out: dict[str, FactValue] = {}

@@ -1,7 +1,9 @@
 """The ``remit`` command line: compile, test, check, serve.
 
 Exit codes: 0 success; 1 a test or check failed / a decision was denied with ``--exit-code``;
-2 usage error; 3 compile errors; 4 compiled policy stale or unloadable.
+2 usage error; 3 compile errors; 4 compiled policy stale or unloadable; 5 lint errors
+(``remit lint``, in :mod:`remit._cli_tools` with ``remit diff`` and ``remit matrix``);
+6 Redis unreachable (``remit publish`` / ``rollback`` / ``bundles``, in :mod:`remit._cli_bundle`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
         print(f"{council}: {ok} passed, {bad} failed")
     total_ok = sum(ok for ok, _ in report.by_council().values())
     print(f"{total_ok} passed, {len(report.failed)} failed")
+    if args.junit:
+        Path(args.junit).write_bytes(_testing.junit_xml(report))
     return EXIT_FAILED if report.failed or not report.results else 0
 
 
@@ -164,7 +168,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 # Modules that add their own subcommands: each has register(subparsers) -> None.
-COMMAND_MODULES: tuple[str, ...] = ("remit._cli_bundle", "remit._cli_audit")
+COMMAND_MODULES: tuple[str, ...] = ("remit._cli_bundle", "remit._cli_audit", "remit._cli_tools")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tests", default=str(root / "policies" / "tests"))
     t.add_argument("--policy-dir", default="")
     t.add_argument("--council", action="append", default=[])
+    t.add_argument("--junit", default="", help="also write JUnit XML to this file")
     t.set_defaults(func=_cmd_test)
 
     k = sub.add_parser("check", help="decide one request from the command line")
