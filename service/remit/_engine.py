@@ -461,15 +461,20 @@ def authorisers(prep: Prepared, known: frozenset[str] | None = None) -> tuple[Au
                 continue
             if line.effect == "allow" and line.role != role:
                 continue  # list each post for its own row, not for a junior post's
+            steps = _steps(policy.rules[line.rule])
             skip = open_terms(line, policy.rules[line.rule], known)
             if not _holds_ignoring(line, prep.ctx, skip):
                 continue
-            if line.effect == "allow":
+            # a line resting on case facts the request leaves open may not apply: an allow
+            # is kept only until a settled line is found; an open prohibition is passed over
+            settled = known is None or all(t.fact in known or t.fact in steps for t in line.cond)
+            if line.effect == "allow" and (settled or role not in found):
                 rule = policy.rules[line.rule]
                 found[role] = Authoriser(
                     role, policy.roles[role].title, rule.id, rule.section, summary(policy, line)
                 )
-            break
+            if settled:
+                break
     return tuple(sorted(found.values(), key=lambda a: (-policy.roles[a.role].rank, a.role)))
 
 

@@ -3,7 +3,8 @@
 1. recovery   — any unexpected exception becomes INTERNAL with an error id; never an answer
 2. validation — request size and identifier limits; engine RequestErrors become
                 INVALID_ARGUMENT / NOT_FOUND with a google.rpc.BadRequest naming the field
-3. audit      — one decision-log entry per Authorise answer
+3. audit      — one decision-log entry per Authorise answer, and per answered item of an
+                AuthoriseBatch or AuthoriseStream (items and results paired in order)
 4. logging    — method, status code and latency; never request contents
 """
 
@@ -12,7 +13,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -122,12 +124,18 @@ def _limit(field: str, message: str) -> RequestError:
     return InvalidArgument(field, message)
 
 
+_ITEM_METHODS = ("/AuthoriseBatch", "/AuthoriseStream")
+
+
 class ValidationInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        # batch items are checked one by one by the servicer: one bad item never fails the rest
+        per_item = details.method.endswith(_ITEM_METHODS)
+
         def wrap(inner: Behaviour) -> Behaviour:
             def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
                 try:
-                    if isinstance(request, Message):
+                    if isinstance(request, Message) and not per_item:
                         check_message(request)
                     return inner(request, context)
                 except RequestError as exc:
@@ -139,12 +147,27 @@ class ValidationInterceptor(grpc.ServerInterceptor):
 
 
 class AuditInterceptor(grpc.ServerInterceptor):
-    """Writes one decision-log entry for every Authorise that returns an answer."""
+    """Writes one decision-log entry for every Authorise that returns an answer.
+
+    AuthoriseBatch and AuthoriseStream: one entry per item answered (an item refused with
+    its own error is not a decision). Items and results are paired by position: the
+    servicer answers every message with one result per item, in order. An entry's latency
+    is that of the batch or stream message that carried the item.
+    """
 
     def __init__(self, sink: AuditSink) -> None:
         self._sink = sink
 
+    def _items(self, request: Any, response: Any, peer: str, seconds: float) -> None:
+        for item, result in zip(request.items, response.results, strict=True):
+            if result.WhichOneof("result") == "response":
+                self._sink.write_decision(item.request, result.response, peer, seconds)
+
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        if details.method.endswith("/AuthoriseBatch"):
+            return self._batch(continuation(details))
+        if details.method.endswith("/AuthoriseStream"):
+            return self._stream(continuation(details))
         if not details.method.endswith("/Authorise"):
             return continuation(details)
 
@@ -160,6 +183,42 @@ class AuditInterceptor(grpc.ServerInterceptor):
             return behaviour
 
         return _wrap(continuation(details), wrap)
+
+    def _batch(self, handler: Any) -> Any:
+        def wrap(inner: Behaviour) -> Behaviour:
+            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+                started = time.perf_counter()
+                response = inner(request, context)
+                self._items(request, response, context.peer(), time.perf_counter() - started)
+                return response
+
+            return behaviour
+
+        return _wrap(handler, wrap)
+
+    def _stream(self, handler: Any) -> Any:
+        if handler is None or handler.stream_stream is None:
+            return handler
+        inner = handler.stream_stream
+
+        def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            pending: deque[tuple[Any, float]] = deque()
+
+            def tap() -> Iterator[Any]:
+                for message in requests:
+                    pending.append((message, time.perf_counter()))
+                    yield message
+
+            for response in inner(tap(), context):
+                message, started = pending.popleft()
+                self._items(message, response, context.peer(), time.perf_counter() - started)
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(
+            behaviour,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
 
 class LoggingInterceptor(grpc.ServerInterceptor):

@@ -29,7 +29,7 @@ from remit._interceptors import (
     RecoveryInterceptor,
     ValidationInterceptor,
 )
-from remit._servicer import AuthorisationServicer, CatalogueServicer
+from remit._servicer import DEFAULT_BATCH_LIMIT, AuthorisationServicer, CatalogueServicer
 from remit._source import LocalSource
 from remit.v1 import remit_pb2, remit_pb2_grpc
 
@@ -47,6 +47,7 @@ class Deps:
     holder: PolicyHolder
     audit: AuditSink = field(default_factory=JsonLinesSink)
     max_workers: int = 16
+    batch_limit: int = DEFAULT_BATCH_LIMIT  # items per AuthoriseBatch / AuthoriseStream message
 
 
 def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
@@ -64,7 +65,7 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
         ],
     )
     remit_pb2_grpc.add_AuthorisationServiceServicer_to_server(
-        AuthorisationServicer(deps.holder), server
+        AuthorisationServicer(deps.holder, deps.batch_limit), server
     )
     remit_pb2_grpc.add_CatalogueServiceServicer_to_server(CatalogueServicer(deps.holder), server)
     health_servicer = health.HealthServicer()

@@ -40,7 +40,8 @@ def authorise_item(policies: PolicySet, item: pb.BatchItem) -> pb.BatchResult:
     """One batch item: its answer, or its own error. An internal fault is INTERNAL."""
     result = pb.BatchResult(correlation_id=item.correlation_id)
     try:
-        check_message(item.request, "request.")
+        check_message(pb.BatchItem(correlation_id=item.correlation_id))
+        check_message(item.request)  # fields named as in a single AuthoriseRequest
         result.response.CopyFrom(authorise(policies, item.request))
     except RequestError as exc:
         code = code_pb2.NOT_FOUND if isinstance(exc, NotFound) else code_pb2.INVALID_ARGUMENT
