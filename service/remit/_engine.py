@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from remit._conditions import FactValue, Term, pounds
@@ -97,6 +97,8 @@ class Answer:
     decision: str
     matched_role: str  # the actor role the deciding line matched ("" on default deny)
     area: str
+    # on a deny: bool / role-set facts a rule of this actor needed, absent from the request
+    missing_facts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -320,7 +322,30 @@ def first_match(prep: Prepared) -> Line | None:
 def decide(policies: PolicySet, req: Request) -> Answer:
     """Validate and decide one request."""
     prep = prepare(policies, req)
-    return answer(policies.version, prep, first_match(prep))
+    ans = answer(policies.version, prep, first_match(prep))
+    if ans.allowed:
+        return ans
+    return replace(ans, missing_facts=missing_facts(prep, req))
+
+
+def missing_facts(prep: Prepared, req: Request) -> tuple[str, ...]:
+    """Facts read by default (absent bools false, role sets empty) on which a permission
+    or exception open to this actor failed: the facts the rule needed but did not get."""
+    out: dict[str, None] = {}
+    for line in prep.decision.lines:
+        if line.effect != "allow" or line.matching_roles is None:
+            continue
+        if not (line.matching_roles & prep.roles):
+            continue
+        if line.area != "*" and line.area != prep.area:
+            continue
+        for term in line.cond:
+            if term.fact in req.facts or term.fact in ACTOR_FACTS or term.holds(prep.ctx):
+                continue
+            spec = prep.policy.facts[term.fact]
+            if not spec.derived and spec.type in (FactType.BOOL, FactType.ROLES):
+                out[term.fact] = None
+    return tuple(out)
 
 
 # -- explanation ------------------------------------------------------------------------
