@@ -76,7 +76,7 @@ def test_unknown_timescale_is_a_fault(timescale: str) -> None:
 
 def test_naive_time_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone"):
-        _due.due("immediately", datetime(2025, 8, 22, 9, 0))  # noqa: DTZ001
+        _due.due("immediately", datetime(2025, 8, 22, 9, 0))
 
 
 def test_every_pattern_timescale_is_understood() -> None:
