@@ -25,8 +25,9 @@ within_N_hours              the decision time plus N hours
 before_decision             the decision time (it must happen before the decision)
 at_completion               the decision time (the completion is the event)
 after_decision, retrospective, by_timescale, before_due_date, before_period_end, recurring,
-ongoing                     no computable due time (the document gives none, or it depends
-                            on a date the request does not carry): ``None``
+unstated                    no computable due time (the document gives none, or it depends
+                            on a date the request does not carry; unstated: the row gives
+                            no timescale): ``None``
 ==========================  ==============================================================
 """
 
@@ -50,7 +51,7 @@ NO_DUE = frozenset(
         "before_due_date",
         "before_period_end",
         "recurring",
-        "ongoing",
+        "unstated",
     }
 )
 _AT_DECISION = frozenset({"immediately", "before_decision", "at_completion"})
@@ -63,7 +64,7 @@ PATTERN = (
     r"^(immediately|same_day|same_working_day|next_working_day|within_[0-9]+_working_days?"
     r"|working_day_[0-9]+|within_[0-9]+_days?|within_[0-9]+_weeks?|within_[0-9]+_hours"
     r"|before_decision|after_decision|retrospective|at_completion|by_timescale"
-    r"|before_due_date|before_period_end|recurring|ongoing)$"
+    r"|before_due_date|before_period_end|recurring|unstated)$"
 )
 
 

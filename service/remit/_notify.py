@@ -55,8 +55,8 @@ def event_context(policy: CouncilPolicy, facts: Mapping[str, FactValue]) -> dict
     """Typed facts with defaults (bools false, role sets empty); unknown facts refused."""
     ctx: dict[str, FactValue] = {}
     for fid, value in facts.items():
-        declared = fid in policy.declared_facts
-        field_name = f"context.facts[{fid}]" if declared else f"context.{fid}"
+        well_known = fid in policy.facts and fid not in policy.declared_facts
+        field_name = f"context.{fid}" if well_known else f"context.facts[{fid}]"
         spec = policy.facts.get(fid)
         if spec is None or spec.derived or fid in ACTOR_FACTS:
             raise NotFound(field_name, f"council {policy.council!r} declares no fact {fid!r}")
