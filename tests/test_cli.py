@@ -137,3 +137,72 @@ def test_serve_binds_loopback_by_default() -> None:
 
     args = build_parser().parse_args(["serve"])
     assert args.address.startswith("127.0.0.1:") or os.environ.get("REMIT_ADDRESS")
+
+
+def test_check_permitted_lists_what_the_actor_may_decide(channel: grpc.Channel) -> None:
+    facts = ["--fact", "amount_pence=150000", "--fact", "cumulative_amount_pence=150000"]
+    out = _run("check", "--council", "torbay", "--role", "team_manager", "--permitted", *facts)
+    assert out.returncode == 0, out.stderr
+    assert "s17_payment (2.4, rule 2.4-tm)" in out.stdout
+    assert "missing_over_24_hours (6.18b, rule 6.18b-tm) — only with the agreement" in out.stdout
+    js = _run(
+        "check", "--council", "torbay", "--role", "team_manager", "--permitted", "--json", *facts
+    )
+    cli = [d["decision"] for d in json.loads(js.stdout)]
+    resp = pb_grpc.AuthorisationServiceStub(channel).ListPermittedDecisions(
+        pb.ListPermittedDecisionsRequest(
+            council="torbay",
+            actor=pb.Actor(id="cli-user", roles=["team_manager"]),
+            context=pb.Context(amount_pence=150000, cumulative_amount_pence=150000),
+        ),
+        timeout=10,
+    )
+    assert cli == [d.decision for d in resp.decisions]  # the same list as the API
+
+
+def test_check_authorisers_lists_who_may_decide_lowest_first() -> None:
+    out = _run(
+        "check",
+        "--council",
+        "torbay",
+        "--decision",
+        "s17_payment",
+        "--authorisers",
+        "--fact",
+        "amount_pence=240000",
+        "--fact",
+        "cumulative_amount_pence=240000",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    assert [(a["role"], a["rule"]) for a in json.loads(out.stdout)] == [
+        ("head_of_service", "2.4-hos"),
+        ("resource_panel", "2.4-panel"),
+    ]
+    text = _run("check", "--council", "torbay", "--decision", "apply_epo", "--authorisers")
+    assert "Team Manager [team_manager] (rule 6.7-tm-exceptional, 6.7)" in text.stdout
+
+
+def test_check_event_shows_who_must_be_told_and_when() -> None:
+    out = _run(
+        "check",
+        "--council",
+        "torbay",
+        "--event",
+        "a1_missing_24h_cp_lac",
+        "--fact",
+        "cp_plan=true",
+        "--at",
+        "2025-08-22T15:00:00+01:00",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "tell: director, assistant_director" in out.stdout
+    assert "when: next_working_day, due 2025-08-26T22:59:59+00:00" in out.stdout
+    unknown = _run("check", "--council", "torbay", "--event", "nope")
+    assert unknown.returncode == 2
+    assert json.loads(unknown.stderr)["field"] == "event"
+
+
+def test_check_without_decision_or_role_is_a_usage_error() -> None:
+    assert _run("check", "--council", "torbay", "--role", "team_manager").returncode == 2
+    assert _run("check", "--council", "torbay", "--decision", "apply_epo").returncode == 2

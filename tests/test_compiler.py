@@ -134,3 +134,67 @@ def test_quote_matching_folds_case_space_and_markup() -> None:
     assert _compiler.quote_found("deviation should only be agreed by the assistant director", src)
     assert _compiler.quote_found("Deviation ... Director", src)
     assert not _compiler.quote_found("Director ... Deviation", src)
+
+
+NOTIFY_BAD = """\
+notifications:
+  - id: n1
+    section: App1 X
+    wording: w
+    quote: "this row is not in Appendix 1"
+    audience: [wizard, {party: Somebody Outside}]
+    by: [team_manager]
+    timescale: immediately
+    when: {moon_phase: true}
+  - id: n1
+    section: App1 X
+    wording: w
+    quote: "Media enquiries Same day HOS / TM"
+    audience: [director]
+    by: [team_manager]
+    timescale: next_tuesday
+"""
+
+
+def test_notification_errors_are_reported_with_lines(tmp_path: Path) -> None:
+    schemes = tmp_path / "schemes"
+    shutil.copytree(SCHEMES, schemes)
+    (schemes / "torbay.d" / "99_notify.yaml").write_text(NOTIFY_BAD)
+    with pytest.raises(CompileError) as info:
+        _compiler.compile_all(schemes, SOURCES)
+    mine = [p for p in info.value.problems if p.file.endswith("99_notify.yaml")]
+    # the schema refuses an unknown timescale first
+    assert any(p.line == 16 and "schema" in p.message for p in mine), mine
+    (schemes / "torbay.d" / "99_notify.yaml").write_text(
+        NOTIFY_BAD.replace("next_tuesday", "same_day")
+    )
+    with pytest.raises(CompileError) as info:
+        _compiler.compile_all(schemes, SOURCES)
+    got = {
+        (p.line, p.message.split(" (")[0])
+        for p in info.value.problems
+        if p.file.endswith("99_notify.yaml")
+    }
+    assert (5, "quote not found in the source document") in got
+    assert (6, "unknown role 'wizard'") in got
+    assert (9, "unknown fact 'moon_phase'") in got
+    assert (10, "duplicate notification 'n1'") in got
+
+
+def test_decision_may_only_imply_a_known_notification(tmp_path: Path) -> None:
+    schemes = tmp_path / "schemes"
+    shutil.copytree(SCHEMES, schemes)
+    part = schemes / "torbay.d" / "20_practice.yaml"
+    part.write_text(part.read_text().replace("implies: [a1_missing_72h]", "implies: [a1_nope]"))
+    with pytest.raises(CompileError) as info:
+        _compiler.compile_all(schemes, SOURCES)
+    assert any("unknown notification 'a1_nope'" in p.message for p in info.value.problems)
+
+
+def test_schema_timescales_are_the_ones_due_times_understand() -> None:
+    import json
+
+    from remit import _due
+
+    schema = json.loads((ROOT / "service/remit/schema/scheme.schema.json").read_text())
+    assert schema["$defs"]["timescale"]["pattern"] == _due.PATTERN

@@ -120,7 +120,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-PART_KEYS = ("roles", "areas", "facts", "decisions")
+PART_KEYS = ("roles", "areas", "facts", "decisions", "notifications")
 
 
 def load_scheme(
@@ -168,8 +168,8 @@ def compile_scheme(
 ) -> tuple[Output | None, list[Problem]]:
     """Compile one scheme file plus its parts. Returns (output or None, problems).
 
-    Parts (``<council>.d/*.yaml``) hold further roles, areas, facts and decisions of the
-    same scheme, so a long scheme can be kept one section per file.
+    Parts (``<council>.d/*.yaml``) hold further roles, areas, facts, decisions and
+    notifications of the same scheme, so a long scheme can be kept one section per file.
     """
     parts = tuple(parts)
     doc, problems = load_scheme(path, display, parts)
@@ -228,9 +228,10 @@ class _Compiler:
         self._check_facts()
         self._check_deviation()
         decisions = self._check_decisions()
+        events = self._check_events()
         if self.col.problems:
             return None, self.col.problems
-        return self._emit(council, decisions), []
+        return self._emit(council, decisions, events), []
 
     def _check_areas(self) -> None:
         for i, area in enumerate(self.data.get("areas", [])):
@@ -346,6 +347,54 @@ class _Compiler:
                 if rule.get("effect", "allow") != "allow":
                     self.col.add((*base, "rules", j, "effect"), "an exception must be an allow")
             out.append({"decision": dec, "rules": rules})
+        return out
+
+    def _people(self, path: tuple[str | int, ...], people: list[Any]) -> list[dict[str, str]]:
+        out: list[dict[str, str]] = []
+        for k, person in enumerate(people):
+            if isinstance(person, dict):
+                out.append({"party": str(person["party"])})
+            elif person not in self.roles:
+                self.col.add((*path, k), f"unknown role {person!r} (write {{party: ...}})")
+            else:
+                out.append({"role": str(person)})
+        return out
+
+    def _check_events(self) -> dict[str, Any]:
+        """Notifications (reportable events): quotes, people, conditions, implied-by links."""
+        out: dict[str, Any] = {}
+        for i, event in enumerate(self.data.get("notifications", [])):
+            base: tuple[str | int, ...] = ("notifications", i)
+            if event["id"] in out:
+                self.col.add((*base, "id"), f"duplicate notification {event['id']!r}")
+            self._check_quote((*base, "quote"), event["quote"])
+            if "when" in event and "when_any" in event:
+                self.col.add(base, "use when or when_any, not both")
+            alternatives: list[dict[str, Any]] = event.get("when_any", [event.get("when", {})])
+            paths: list[tuple[str | int, ...]] = (
+                [(*base, "when_any", k) for k in range(len(alternatives))]
+                if "when_any" in event
+                else [(*base, "when")]
+            )
+            conditions = [
+                tuple(self._terms(alt, path)) for alt, path in zip(alternatives, paths, strict=True)
+            ]
+            out[event["id"]] = {
+                "section": event["section"],
+                "heading": event.get("heading", ""),
+                "wording": event["wording"],
+                "quote": event["quote"],
+                "reading": event.get("reading", ""),
+                "audience": self._people((*base, "audience"), event["audience"]),
+                "by": self._people((*base, "by"), event["by"]),
+                "timescale": event["timescale"],
+                "conditions": [render(c) for c in conditions if c],
+                "facts": sorted({t.fact for c in conditions for t in c}),
+            }
+        for i, dec in enumerate(self.data["decisions"]):
+            for k, eid in enumerate(dec.get("implies", [])):
+                if eid not in out:
+                    self.col.add(("decisions", i, "implies", k), f"unknown notification {eid!r}")
         return out
 
     def _check_rule(
@@ -480,7 +529,9 @@ class _Compiler:
             depth(rid, frozenset())
         return rank
 
-    def _emit(self, council: str, decisions: list[dict[str, Any]]) -> Output:
+    def _emit(
+        self, council: str, decisions: list[dict[str, Any]], events: dict[str, Any]
+    ) -> Output:
         document = self.data["document"]
         source_bytes = b"".join(p.read_bytes() for p in (self.path, *self.parts))
         edges = self._edges()
@@ -552,6 +603,8 @@ class _Compiler:
                 "required_facts": sorted(set(required)),
                 "rules": [c["rule"]["id"] for c in entry["rules"]],
             }
+            if dec.get("implies"):
+                index_decisions[dec["id"]]["implies"] = list(dec["implies"])
         policy = ("\n".join(lines) + "\n").encode("utf-8")
         index = {
             "format": 1,
@@ -593,6 +646,8 @@ class _Compiler:
             "rules": index_rules,
             "deviation": self.data.get("deviation"),
         }
+        if events:
+            index["notifications"] = events
         index_bytes = (
             json.dumps(index, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
         ).encode()

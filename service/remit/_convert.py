@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from remit._conditions import FactValue
+from remit._due import due
 from remit._engine import Actor, Answer, Authoriser, Deviation, Grant, Request
 from remit._errors import InvalidArgument
 from remit._facts import WELL_KNOWN
+from remit._notify import Notice, conditions_text
 from remit._policy import CouncilPolicy, Obligation, PolicySet
 from remit._queries import Permitted
 from remit.v1 import remit_pb2 as pb
@@ -141,12 +143,20 @@ def check_declared_kinds(policy: CouncilPolicy, ctx: pb.Context) -> None:
             )
 
 
-def answer_to_proto(answer: Answer, request_id: str) -> pb.AuthoriseResponse:
+def answer_to_proto(
+    answer: Answer,
+    request_id: str,
+    decided: datetime | None = None,
+    notices: Sequence[Notice] = (),
+) -> pb.AuthoriseResponse:
+    """The response; obligations' due times are computed from ``decided`` (default now)."""
+    when = decided or now()
     out = pb.AuthoriseResponse(
         effect=pb.EFFECT_ALLOW if answer.allowed else pb.EFFECT_DENY,
         reason=answer.reason,
         rule_id=answer.rule,
         failed_conditions=list(answer.failed_conditions),
+        missing_facts=list(answer.missing_facts),
         decided_outside=answer.decided_outside,
         policy_version=answer.policy_version,
         decision_id=answer.decision_id,
@@ -166,8 +176,32 @@ def answer_to_proto(answer: Answer, request_id: str) -> pb.AuthoriseResponse:
                 reading=c.reading,
             )
         )
-    out.obligations.extend(obligation_to_proto(o) for o in answer.obligations)
+    out.obligations.extend(obligation_to_proto(o, when) for o in answer.obligations)
     out.authorisers.extend(authoriser_to_proto(a) for a in answer.authorisers)
+    out.notifications.extend(notice_to_proto(n) for n in notices)
+    return out
+
+
+def _stamp(when: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+def notice_to_proto(n: Notice) -> pb.Notification:
+    out = pb.Notification(
+        event=n.event,
+        audience=list(n.audience),
+        by=list(n.by),
+        timescale=n.timescale,
+        section=n.section,
+        quote=n.quote,
+        wording=n.wording,
+        reading=n.reading,
+        conditions=n.conditions,
+    )
+    if n.due is not None:
+        out.due.CopyFrom(_stamp(n.due))
     return out
 
 
@@ -227,6 +261,23 @@ def scheme_to_proto(policies: PolicySet, policy: CouncilPolicy) -> pb.GetSchemeR
                 rule_ids=list(d.rules),
             )
         )
+    for event in policy.events.values():
+        used.update(event.facts)
+        out.events.append(
+            pb.SchemeEvent(
+                id=event.id,
+                section=event.section,
+                heading=event.heading,
+                wording=event.wording,
+                quote=event.quote,
+                reading=event.reading,
+                conditions=conditions_text(policy, event),
+                audience=[p.name for p in event.audience],
+                by=[p.name for p in event.by],
+                timescale=event.timescale,
+                facts=list(event.facts),
+            )
+        )
     for fid in sorted(used | set(policy.declared_facts)):
         spec = policy.facts[fid]
         out.facts.append(
@@ -251,8 +302,9 @@ def authoriser_to_proto(a: Authoriser) -> pb.Authoriser:
     )
 
 
-def obligation_to_proto(o: Obligation) -> pb.Obligation:
-    return pb.Obligation(
+def obligation_to_proto(o: Obligation, decided: datetime | None = None) -> pb.Obligation:
+    """``decided``: the decision time, from which a timescale's due time is computed."""
+    out = pb.Obligation(
         kind=_OBLIGATION_KINDS.get(o.kind, pb.OBLIGATION_KIND_UNSPECIFIED),  # type: ignore[arg-type]
         role=o.role,
         party=o.party,
@@ -261,9 +313,16 @@ def obligation_to_proto(o: Obligation) -> pb.Obligation:
         text=o.text,
         fact=o.fact,
     )
+    if o.timescale and decided is not None:
+        when = due(o.timescale, decided)
+        if when is not None:
+            out.due.CopyFrom(_stamp(when))
+    return out
 
 
-def permitted_to_proto(found: list[Permitted], version: str) -> pb.ListPermittedDecisionsResponse:
+def permitted_to_proto(
+    found: list[Permitted], version: str, decided: datetime | None = None
+) -> pb.ListPermittedDecisionsResponse:
     return pb.ListPermittedDecisionsResponse(
         decisions=[
             pb.PermittedDecision(
@@ -273,7 +332,7 @@ def permitted_to_proto(found: list[Permitted], version: str) -> pb.ListPermitted
                 rule_id=p.rule,
                 summary=p.summary,
                 conditional=p.conditional,
-                obligations=[obligation_to_proto(o) for o in p.obligations],
+                obligations=[obligation_to_proto(o, decided) for o in p.obligations],
             )
             for p in found
         ],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from remit._conditions import FactValue, Term, pounds
@@ -108,6 +108,8 @@ class Answer:
     matched_role: str  # the actor role the deciding line matched ("" on default deny)
     area: str
     deviation: bool = False  # allowed only by an agreed deviation: flagged for review
+    # on a deny: bool / role-set facts a rule of this actor needed, absent from the request
+    missing_facts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -333,10 +335,13 @@ def decide(policies: PolicySet, req: Request) -> Answer:
     prep = prepare(policies, req)
     if req.deviation is not None:
         _check_deviation(prep.policy, req.deviation)
-    result = answer(policies.version, prep, first_match(prep))
-    if req.deviation is None or result.allowed or result.decided_outside:
-        return result
-    return _deviation_answer(prep, result, req.deviation)
+    ans = answer(policies.version, prep, first_match(prep))
+    if ans.allowed:
+        return ans
+    ans = replace(ans, missing_facts=missing_facts(prep, req))
+    if req.deviation is None or ans.decided_outside:
+        return ans
+    return _deviation_answer(prep, ans, req.deviation)
 
 
 def _check_deviation(policy: CouncilPolicy, dev: Deviation) -> None:
@@ -396,6 +401,26 @@ def _deviation_answer(prep: Prepared, denied: Answer, dev: Deviation) -> Answer:
         denied.area,
         deviation=True,
     )
+
+
+def missing_facts(prep: Prepared, req: Request) -> tuple[str, ...]:
+    """Facts read by default (absent bools false, role sets empty) on which a permission
+    or exception open to this actor failed: the facts the rule needed but did not get."""
+    out: dict[str, None] = {}
+    for line in prep.decision.lines:
+        if line.effect != "allow" or line.matching_roles is None:
+            continue
+        if not (line.matching_roles & prep.roles):
+            continue
+        if line.area != "*" and line.area != prep.area:
+            continue
+        for term in line.cond:
+            if term.fact in req.facts or term.fact in ACTOR_FACTS or term.holds(prep.ctx):
+                continue
+            spec = prep.policy.facts[term.fact]
+            if not spec.derived and spec.type in (FactType.BOOL, FactType.ROLES):
+                out[term.fact] = None
+    return tuple(out)
 
 
 # -- explanation ------------------------------------------------------------------------
@@ -536,15 +561,20 @@ def authorisers(prep: Prepared, known: frozenset[str] | None = None) -> tuple[Au
                 continue
             if line.effect == "allow" and line.role != role:
                 continue  # list each post for its own row, not for a junior post's
+            steps = _steps(policy.rules[line.rule])
             skip = open_terms(line, policy.rules[line.rule], known)
             if not _holds_ignoring(line, prep.ctx, skip):
                 continue
-            if line.effect == "allow":
+            # a line resting on case facts the request leaves open may not apply: an allow
+            # is kept only until a settled line is found; an open prohibition is passed over
+            settled = known is None or all(t.fact in known or t.fact in steps for t in line.cond)
+            if line.effect == "allow" and (settled or role not in found):
                 rule = policy.rules[line.rule]
                 found[role] = Authoriser(
                     role, policy.roles[role].title, rule.id, rule.section, summary(policy, line)
                 )
-            break
+            if settled:
+                break
     return tuple(sorted(found.values(), key=lambda a: (-policy.roles[a.role].rank, a.role)))
 
 

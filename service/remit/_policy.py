@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -92,6 +92,38 @@ class Decision:
     required_facts: tuple[str, ...]
     rules: tuple[str, ...]
     lines: tuple[Line, ...]
+    implies: tuple[str, ...] = ()  # notifications (event ids) that taking it reports
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone told or telling: a role of the scheme, or a party outside it."""
+
+    role: str = ""
+    party: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.role or self.party
+
+
+@dataclass(frozen=True)
+class Event:
+    """A reportable event (a notification row, e.g. Torbay Appendix 1)."""
+
+    id: str
+    section: str
+    heading: str
+    wording: str
+    quote: str
+    reading: str
+    audience: tuple[Person, ...]
+    by: tuple[Person, ...]
+    timescale: str
+    # alternatives: any may hold (each all-of); empty: unconditional
+    conditions: tuple[Condition, ...]
+    cond_texts: tuple[str, ...]
+    facts: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -127,6 +159,7 @@ class CouncilPolicy:
     model_text: str
     policy_text: str
     deviation: DeviationClause | None = None
+    events: Mapping[str, Event] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -298,10 +331,40 @@ def _load_council(
             tuple(d["required_facts"]),
             tuple(d["rules"]),
             tuple(line for line in parsed if line.decision == did),
+            tuple(d.get("implies", ())),
         )
     for line in parsed:
         if line.decision not in decisions:
             raise ValueError(f"p line for unknown decision {line.decision!r}")
+
+    events: dict[str, Event] = {}
+    for eid, e in index.get("notifications", {}).items():
+        conds = tuple(parse(text) for text in e["conditions"])
+        for cond in conds:
+            for term in cond:
+                if term.fact not in facts:
+                    raise ValueError(f"notification {eid}: unknown fact {term.fact!r}")
+        for person in (*e["audience"], *e["by"]):
+            if "role" in person and person["role"] not in roles:
+                raise ValueError(f"notification {eid}: unknown role {person['role']!r}")
+        events[eid] = Event(
+            eid,
+            e["section"],
+            e["heading"],
+            e["wording"],
+            e["quote"],
+            e["reading"],
+            tuple(Person(**p) for p in e["audience"]),
+            tuple(Person(**p) for p in e["by"]),
+            e["timescale"],
+            conds,
+            tuple(e["conditions"]),
+            tuple(e["facts"]),
+        )
+    for d in decisions.values():
+        for eid in d.implies:
+            if eid not in events:
+                raise ValueError(f"decision {d.id} implies unknown notification {eid!r}")
 
     doc = index["document"]
     dev = index.get("deviation")
@@ -328,4 +391,5 @@ def _load_council(
         model_text=model_text,
         policy_text=policy_text,
         deviation=deviation,
+        events=MappingProxyType(events),
     )

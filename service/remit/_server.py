@@ -31,7 +31,7 @@ from remit._interceptors import (
     RecoveryInterceptor,
     ValidationInterceptor,
 )
-from remit._servicer import AuthorisationServicer, CatalogueServicer
+from remit._servicer import DEFAULT_BATCH_LIMIT, AuthorisationServicer, CatalogueServicer
 from remit._signing import Verifier
 from remit._source import LocalSource, PolicySource
 from remit.v1 import remit_pb2, remit_pb2_grpc
@@ -72,6 +72,7 @@ class Deps:
     tls: TlsFiles | None = None
     allow_plaintext: bool = False  # plaintext off loopback must be asked for explicitly
     max_workers: int = 16
+    batch_limit: int = DEFAULT_BATCH_LIMIT  # items per AuthoriseBatch / AuthoriseStream message
 
 
 def is_loopback(address: str) -> bool:
@@ -101,7 +102,7 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
         ],
     )
     remit_pb2_grpc.add_AuthorisationServiceServicer_to_server(
-        AuthorisationServicer(deps.holder), server
+        AuthorisationServicer(deps.holder, deps.batch_limit), server
     )
     remit_pb2_grpc.add_CatalogueServiceServicer_to_server(CatalogueServicer(deps.holder), server)
     health_servicer = health.HealthServicer()

@@ -19,6 +19,7 @@ from remit._engine import decide
 from remit._errors import InvalidArgument, NotFound, RequestError
 from remit._holder import PolicyHolder
 from remit._interceptors import check_message, status_code
+from remit._notify import Notice, implied, notifications
 from remit._policy import PolicySet
 from remit._queries import permitted_decisions, who_may_decide
 from remit.v1 import remit_pb2 as pb
@@ -34,15 +35,21 @@ def authorise(policies: PolicySet, request: pb.AuthoriseRequest) -> pb.Authorise
     policy = policies.councils.get(request.council)
     if policy is not None:
         _convert.check_declared_kinds(policy, request.context)
-    return _convert.answer_to_proto(decide(policies, req), request.request_id)
+    answer = decide(policies, req)
+    when = req.decision_time or _convert.now()
+    notices: list[Notice] = []
+    if answer.allowed and policy is not None:
+        notices = implied(policy, policy.decisions[answer.decision], req.facts, when)
+    return _convert.answer_to_proto(answer, request.request_id, when, notices)
 
 
 def authorise_item(policies: PolicySet, item: pb.BatchItem) -> pb.BatchResult:
     """One batch item: its answer, or its own error. An internal fault is INTERNAL."""
     result = pb.BatchResult(correlation_id=item.correlation_id)
     try:
-        check_message(item, "")
-        check_council(item.request.council, "request.council")
+        check_message(pb.BatchItem(correlation_id=item.correlation_id))
+        check_message(item.request)  # fields named as in a single AuthoriseRequest
+        check_council(item.request.council)
         result.response.CopyFrom(authorise(policies, item.request))
     except RequestError as exc:
         result.error.CopyFrom(
@@ -113,7 +120,7 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
         facts, area, grant = _convert.context_from_proto(request.context)
         when = _convert.time_from_proto(request, "decision_time")
         found = permitted_decisions(policies, request.council, actor, facts, area, grant, when)
-        return _convert.permitted_to_proto(found, policies.version)
+        return _convert.permitted_to_proto(found, policies.version, when or _convert.now())
 
     def ListAuthorisers(
         self, request: pb.ListAuthorisersRequest, context: grpc.ServicerContext
@@ -135,8 +142,20 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
     def Notifications(
         self, request: pb.NotificationsRequest, context: grpc.ServicerContext
     ) -> pb.NotificationsResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "Notifications is not available yet")
-        raise AssertionError("unreachable")
+        policies = self._holder.current()
+        policy = policies.councils.get(request.council)
+        if policy is not None:
+            _convert.check_declared_kinds(policy, request.context)
+        facts, area, grant = _convert.context_from_proto(request.context)
+        if area or grant is not None:
+            field = "context.service_area" if area else "context.grant"
+            raise InvalidArgument(field, "does not apply to a notification")
+        when = _convert.time_from_proto(request, "decision_time")
+        found = notifications(policies, request.council, request.event, facts, when)
+        return pb.NotificationsResponse(
+            notifications=[_convert.notice_to_proto(n) for n in found],
+            policy_version=policies.version,
+        )
 
 
 class CatalogueServicer(pb_grpc.CatalogueServiceServicer):

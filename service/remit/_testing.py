@@ -8,6 +8,13 @@ Layout (per council)::
 A case names a decision, an actor (fixture name or inline), optional case fixtures and
 inline context, and an ``expect`` block. A case without an expectation fails. A council
 whose suites leave a decision without at least one allow and one deny case fails too.
+
+A notification case names an ``event:`` instead of a decision (no actor) and expects
+``notifications:`` — the exact list owed (``[]`` when the event's conditions do not hold),
+each ``{event, audience, by, timescale, due}`` (the keys given are compared) — or an
+``error``. A council whose suites leave a notification without a passing case fails.
+A decision case may also expect ``notifications:`` (event ids, or entries as above) that
+its allow implies.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from remit._conditions import FactValue
 from remit._engine import Actor, Answer, Deviation, Grant, Request, decide
 from remit._errors import InvalidArgument, NotFound, RequestError
 from remit._facts import FactType
+from remit._notify import Notice, implied, notifications
 from remit._policy import PolicySet
 
 _EXPECT_KEYS = {
@@ -35,8 +43,9 @@ _EXPECT_KEYS = {
     "decided_outside",
     "error",
     "deviation",
+    "notifications",
 }
-_CASE_KEYS = {"name", "decision", "actor", "case", "context", "expect", "council"}
+_CASE_KEYS = {"name", "decision", "event", "actor", "case", "context", "expect", "council"}
 
 
 @dataclass(frozen=True)
@@ -217,6 +226,59 @@ def _check(
     return problems
 
 
+def _notice_view(n: Notice) -> dict[str, Any]:
+    return {
+        "event": n.event,
+        "audience": list(n.audience),
+        "by": list(n.by),
+        "timescale": n.timescale,
+        "due": n.due.isoformat() if n.due is not None else None,
+    }
+
+
+def _check_notices(want: Any, got: list[Notice], exact: bool) -> list[str]:
+    views = [_notice_view(n) for n in got]
+    if not isinstance(want, list):
+        return ["expect.notifications must be a list"]
+    problems: list[str] = []
+    for item in want:
+        entry = {"event": item} if isinstance(item, str) else dict(item)
+        if "due" in entry and entry["due"] is not None:
+            entry["due"] = datetime.fromisoformat(str(entry["due"])).astimezone(UTC).isoformat()
+        if not any(all(v.get(k) == val for k, val in entry.items()) for v in views):
+            problems.append(f"expected notification {entry}, got {views}")
+    if exact and len(want) != len(views):
+        problems.append(f"expected {len(want)} notification(s), got {views}")
+    if not want and views:
+        problems.append(f"expected no notifications, got {views}")
+    return problems
+
+
+def _when(raw: Any) -> datetime | None:
+    if raw is None:
+        return None
+    when = datetime.fromisoformat(str(raw))
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def run_event_case(
+    policies: PolicySet, council: str, case: Mapping[str, Any], context: dict[str, Any]
+) -> tuple[list[str], list[Notice] | None]:
+    expect = case["expect"]
+    when = _when(context.pop("decision_time", None))
+    try:
+        found = notifications(
+            policies, council, str(case["event"]), _facts(policies, council, context), when
+        )
+    except (InvalidArgument, NotFound) as exc:
+        if "error" in expect:
+            return _check(expect, None, exc), None
+        return [f"unexpected error: {exc}"], None
+    if "error" in expect:
+        return [f"expected error {expect['error']}, got {len(found)} notification(s)"], None
+    return _check_notices(expect["notifications"], found, exact=True), found
+
+
 def iter_cases(tests_dir: Path) -> Iterator[tuple[str, str, int, dict[str, Any], dict[str, Any]]]:
     """Yield (council, suite file, line, case, fixtures) for every case; raise on bad files."""
     for council_dir in sorted(p for p in tests_dir.iterdir() if p.is_dir()):
@@ -249,8 +311,12 @@ def run_case(
     if unknown:
         return [f"unknown case keys {sorted(unknown)}"], None
     expect = case.get("expect")
-    if not isinstance(expect, dict) or not (("effect" in expect) ^ ("error" in expect)):
-        return ["case has no expectation (expect: with effect or error)"], None
+    is_event = "event" in case
+    if is_event and ("decision" in case or "actor" in case):
+        return ["a notification case names an event, not a decision or an actor"], None
+    outcome = "notifications" if is_event else "effect"
+    if not isinstance(expect, dict) or not ((outcome in expect) ^ ("error" in expect)):
+        return [f"case has no expectation (expect: with {outcome} or error)"], None
     if set(expect) - _EXPECT_KEYS:
         return [f"unknown expect keys {sorted(set(expect) - _EXPECT_KEYS)}"], None
     actor = case.get("actor", {})
@@ -266,18 +332,30 @@ def run_case(
         context.update(fixtures["cases"][name])
     context.update(case.get("context", {}))
     council = str(case.get("council", council))
+    if is_event:
+        problems, _ = run_event_case(policies, council, case, context)
+        return problems, None
     try:
         req = build_request(policies, council, str(case.get("decision", "")), actor, context)
         ans: Answer | None = decide(policies, req)
         err: RequestError | None = None
     except (InvalidArgument, NotFound) as exc:
         ans, err = None, exc
-    return _check(expect, ans, err), ans
+    problems = _check(expect, ans, err)
+    if "notifications" in expect and ans is not None:
+        got: list[Notice] = []
+        if ans.allowed:
+            policy = policies.councils[council]
+            when = req.decision_time or datetime.now(UTC)
+            got = implied(policy, policy.decisions[ans.decision], req.facts, when)
+        problems += _check_notices(expect["notifications"], got, exact=False)
+    return problems, ans
 
 
 def run(policies: PolicySet, tests_dir: Path, councils: set[str] | None = None) -> Report:
     report = Report()
     coverage: dict[str, dict[str, set[str]]] = {}
+    events_seen: dict[str, set[str]] = {}
     for council, suite, line, case, fixtures in iter_cases(tests_dir):
         if councils and council not in councils:
             continue
@@ -286,6 +364,8 @@ def run(policies: PolicySet, tests_dir: Path, councils: set[str] | None = None) 
         report.results.append(
             CaseResult(council, suite, line, name, not problems, "; ".join(problems))
         )
+        if "event" in case and not problems:
+            events_seen.setdefault(str(case.get("council", council)), set()).add(str(case["event"]))
         if ans is not None and not problems:
             coverage.setdefault(council, {}).setdefault(ans.decision, set()).add(
                 "allow" if ans.allowed else "deny"
@@ -293,6 +373,18 @@ def run(policies: PolicySet, tests_dir: Path, councils: set[str] | None = None) 
     for council, policy in policies.councils.items():
         if councils and council not in councils:
             continue
+        for eid in policy.events:
+            if eid not in events_seen.get(council, set()):
+                report.results.append(
+                    CaseResult(
+                        council,
+                        f"{council}/(coverage)",
+                        0,
+                        eid,
+                        False,
+                        f"notification {eid} has no passing case",
+                    )
+                )
         seen = coverage.get(council, {})
         for did in policy.decisions:
             missing = {"allow", "deny"} - seen.get(did, set())

@@ -101,10 +101,84 @@ def _answer_json(answer: Any) -> dict[str, Any]:
     return data
 
 
+def _request_error(exc: RequestError) -> int:
+    code = "NOT_FOUND" if type(exc).__name__ == "NotFound" else "INVALID_ARGUMENT"
+    print(json.dumps({"error": code, "field": exc.field, "message": exc.message}), file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _due_text(when: Any) -> str:
+    return f", due {when.isoformat()}" if when is not None else ""
+
+
+def _check_query(args: argparse.Namespace, policies: Any, req: Any) -> int:
+    """--permitted, --authorisers, --event: the list queries beside a single decision."""
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    from remit._due import due
+    from remit._notify import notifications
+    from remit._queries import permitted_decisions, who_may_decide
+
+    when = req.decision_time or datetime.now(UTC)
+    if args.permitted:
+        found = permitted_decisions(
+            policies, req.council, req.actor, dict(req.facts), req.service_area, req.grant, when
+        )
+        if args.json:
+            print(json.dumps([asdict(p) for p in found], indent=2, ensure_ascii=False))
+            return 0
+        print(f"{len(found)} decision(s) {', '.join(req.actor.roles)} may take here:")
+        for p in found:
+            cond = f" — {p.summary}" if p.summary else ""
+            print(f"  {p.decision} ({p.section}, rule {p.rule}){cond}")
+            for o in p.obligations:
+                who = o.role or o.party or o.casenote or o.fact
+                owed = due(o.timescale, when) if o.timescale else None
+                print(f"      {o.kind} ({who}){_due_text(owed)}")
+        return 0
+    if args.authorisers:
+        auth = who_may_decide(
+            policies, req.council, req.decision, dict(req.facts), req.service_area, req.grant, when
+        )
+        if args.json:
+            print(json.dumps([asdict(a) for a in auth], indent=2, ensure_ascii=False))
+            return 0
+        print(f"who may decide {req.decision} here, lowest post first:")
+        for a in auth:
+            cond = f": {a.conditions}" if a.conditions else ""
+            print(f"  {a.title} [{a.role}] (rule {a.rule}, {a.section}){cond}")
+        return 0
+    notes = notifications(policies, req.council, args.event, dict(req.facts), when)
+    if args.json:
+        print(json.dumps([asdict(n) for n in notes], indent=2, ensure_ascii=False, default=str))
+        return 0
+    if not notes:
+        print(f"{args.event}: not owed in this context")
+    for n in notes:
+        print(f"{n.event}: {n.wording} ({n.section})")
+        print(f"  tell: {', '.join(n.audience) or '(no one: an expectation)'}")
+        print(f"  by:   {', '.join(n.by)}")
+        print(f"  when: {n.timescale}{_due_text(n.due)}")
+        if n.conditions:
+            print(f"  only if: {n.conditions}")
+    return 0
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from remit._engine import decide, prepare
     from remit._testing import build_request
 
+    modes = sum(bool(m) for m in (args.permitted, args.authorisers, args.event))
+    if modes > 1:
+        print("remit check: choose one of --permitted, --authorisers, --event", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.decision and not (args.permitted or args.event):
+        print("remit check: --decision is required", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.role and not (args.authorisers or args.event):
+        print("remit check: --role is required", file=sys.stderr)
+        return EXIT_USAGE
     try:
         policies = _load_policies(args)
     except PolicyError as exc:
@@ -115,6 +189,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         context.update(json.loads(Path(args.context).read_text(encoding="utf-8")))
     if args.service_area:
         context["service_area"] = args.service_area
+    if args.at:
+        context["decision_time"] = args.at
     actor = {
         "id": args.actor_id,
         "roles": args.role,
@@ -122,14 +198,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         "agency": args.agency,
     }
     try:
-        req = build_request(policies, args.council, args.decision, actor, context)
+        req = build_request(policies, args.council, args.decision or "", actor, context)
+        if modes:
+            return _check_query(args, policies, req)
         answer = decide(policies, req)
     except RequestError as exc:
-        code = "NOT_FOUND" if type(exc).__name__ == "NotFound" else "INVALID_ARGUMENT"
-        print(
-            json.dumps({"error": code, "field": exc.field, "message": exc.message}), file=sys.stderr
-        )
-        return EXIT_USAGE
+        return _request_error(exc)
     data = _answer_json(answer)
     if args.reference:
         from remit._reference import ReferenceEvaluator
@@ -145,10 +219,27 @@ def _cmd_check(args: argparse.Namespace) -> int:
         if answer.citation:
             c = answer.citation
             print(f'  rule {answer.rule}: {c.document}, {c.section}: "{c.quote}"')
+        from datetime import UTC, datetime
+
+        from remit._due import due
+        from remit._notify import implied
+
+        when = req.decision_time or datetime.now(UTC)
         for o in answer.obligations:
             who = o.role or o.party or o.casenote or o.fact
+            timing = f" {o.timescale}{_due_text(due(o.timescale, when))}" if o.timescale else ""
+            print(f"  obligation {o.kind} ({who}){timing}: {o.text}")
+        if answer.allowed:
+            policy = policies.councils[args.council]
+            for n in implied(policy, policy.decisions[answer.decision], req.facts, when):
+                print(
+                    f"  notify {', '.join(n.audience)} by {', '.join(n.by)}, {n.timescale}"
+                    f"{_due_text(n.due)}: {n.wording} ({n.section})"
+                )
+        if answer.missing_facts:
             print(
-                f"  obligation {o.kind} ({who}){' ' + o.timescale if o.timescale else ''}: {o.text}"
+                f"  facts the rules needed but the request did not carry: "
+                f"{', '.join(answer.missing_facts)}"
             )
         for a in answer.authorisers:
             print(
@@ -198,10 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--junit", default="", help="also write JUnit XML to this file")
     t.set_defaults(func=_cmd_test)
 
-    k = sub.add_parser("check", help="decide one request from the command line")
+    k = sub.add_parser(
+        "check",
+        help="decide one request; or list what an actor may decide (--permitted), who may "
+        "decide (--authorisers), or who must be told of an event (--event)",
+    )
     k.add_argument("--council", required=True)
-    k.add_argument("--decision", required=True)
-    k.add_argument("--role", action="append", required=True, help="actor role (repeatable)")
+    k.add_argument("--decision", default="")
+    k.add_argument("--role", action="append", default=[], help="actor role (repeatable)")
+    k.add_argument(
+        "--permitted", action="store_true", help="list every decision the actor may take here"
+    )
+    k.add_argument("--authorisers", action="store_true", help="list who may take --decision here")
+    k.add_argument("--event", default="", help="who must be told of this event, by whom, when")
+    k.add_argument("--at", default="", help="decision time, ISO 8601 (default now)")
     k.add_argument("--area", action="append", default=[], help="actor service area (repeatable)")
     k.add_argument("--actor-id", default="cli-user")
     k.add_argument("--agency", action="store_true")

@@ -622,6 +622,7 @@ class AuthoriseResponse(_message.Message):
     SERVICE_AREA_FIELD_NUMBER: _builtins.int
     MAPPED_FIELD_NUMBER: _builtins.int
     NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    MISSING_FACTS_FIELD_NUMBER: _builtins.int
     DEVIATION_FIELD_NUMBER: _builtins.int
     effect: Global___Effect.ValueType
     reason: _builtins.str
@@ -659,7 +660,15 @@ class AuthoriseResponse(_message.Message):
 
     @_builtins.property
     def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notification]:
-        """Notifications this decision implies (e.g. Torbay Appendix 1)."""
+        """Notifications this decision implies (e.g. Torbay Appendix 1), on an allow, each with
+        its due time from the decision time.
+        """
+
+    @_builtins.property
+    def missing_facts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """On a deny: facts a rule of this actor needed but the request did not carry (absent
+        bools are read as false), by context field, e.g. "exceptional_circumstances".
+        """
 
     def __init__(
         self,
@@ -679,11 +688,12 @@ class AuthoriseResponse(_message.Message):
         service_area: _builtins.str = ...,
         mapped: _abc.Iterable[Global___MappedValue] | None = ...,
         notifications: _abc.Iterable[Global___Notification] | None = ...,
+        missing_facts: _abc.Iterable[_builtins.str] | None = ...,
         deviation: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["citation", b"citation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorisers", b"authorisers", "citation", b"citation", "decided_outside", b"decided_outside", "decision_id", b"decision_id", "deviation", b"deviation", "effect", b"effect", "failed_conditions", b"failed_conditions", "mapped", b"mapped", "matched_role", b"matched_role", "notifications", b"notifications", "obligations", b"obligations", "policy_version", b"policy_version", "reason", b"reason", "request_id", b"request_id", "rule_id", b"rule_id", "service_area", b"service_area"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorisers", b"authorisers", "citation", b"citation", "decided_outside", b"decided_outside", "decision_id", b"decision_id", "deviation", b"deviation", "effect", b"effect", "failed_conditions", b"failed_conditions", "mapped", b"mapped", "matched_role", b"matched_role", "missing_facts", b"missing_facts", "notifications", b"notifications", "obligations", b"obligations", "policy_version", b"policy_version", "reason", b"reason", "request_id", b"request_id", "rule_id", b"rule_id", "service_area", b"service_area"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1038,10 +1048,19 @@ class Notification(_message.Message):
     DUE_FIELD_NUMBER: _builtins.int
     SECTION_FIELD_NUMBER: _builtins.int
     QUOTE_FIELD_NUMBER: _builtins.int
+    WORDING_FIELD_NUMBER: _builtins.int
+    READING_FIELD_NUMBER: _builtins.int
+    CONDITIONS_FIELD_NUMBER: _builtins.int
     event: _builtins.str
     timescale: _builtins.str
     section: _builtins.str
     quote: _builtins.str
+    wording: _builtins.str
+    """The event in the document's words."""
+    reading: _builtins.str
+    """How an ambiguous row was read, when it was."""
+    conditions: _builtins.str
+    """The conditions under which the event must be reported, in plain words ("" if none)."""
     @_builtins.property
     def audience(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Who must be told (role ids of the scheme, or parties outside it)."""
@@ -1062,10 +1081,13 @@ class Notification(_message.Message):
         due: _timestamp_pb2.Timestamp | None = ...,
         section: _builtins.str = ...,
         quote: _builtins.str = ...,
+        wording: _builtins.str = ...,
+        reading: _builtins.str = ...,
+        conditions: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["due", b"due"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "by", b"by", "due", b"due", "event", b"event", "quote", b"quote", "section", b"section", "timescale", b"timescale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "by", b"by", "conditions", b"conditions", "due", b"due", "event", b"event", "quote", b"quote", "reading", b"reading", "section", b"section", "timescale", b"timescale", "wording", b"wording"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1342,6 +1364,7 @@ class GetSchemeResponse(_message.Message):
     DECISIONS_FIELD_NUMBER: _builtins.int
     FACTS_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     council: _builtins.str
     name: _builtins.str
     document: _builtins.str
@@ -1356,6 +1379,10 @@ class GetSchemeResponse(_message.Message):
     def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SchemeDecision]: ...
     @_builtins.property
     def facts(self) -> _containers.RepeatedCompositeFieldContainer[Global___SchemeFact]: ...
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___SchemeEvent]:
+        """Reportable events (Notifications), e.g. Torbay Appendix 1."""
+
     def __init__(
         self,
         *,
@@ -1369,11 +1396,69 @@ class GetSchemeResponse(_message.Message):
         decisions: _abc.Iterable[Global___SchemeDecision] | None = ...,
         facts: _abc.Iterable[Global___SchemeFact] | None = ...,
         policy_version: _builtins.str = ...,
+        events: _abc.Iterable[Global___SchemeEvent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["areas", b"areas", "council", b"council", "decisions", b"decisions", "document", b"document", "effective", b"effective", "facts", b"facts", "name", b"name", "policy_version", b"policy_version", "roles", b"roles", "source_file", b"source_file"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["areas", b"areas", "council", b"council", "decisions", b"decisions", "document", b"document", "effective", b"effective", "events", b"events", "facts", b"facts", "name", b"name", "policy_version", b"policy_version", "roles", b"roles", "source_file", b"source_file"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSchemeResponse: _TypeAlias = GetSchemeResponse  # noqa: Y015
+
+@_typing.final
+class SchemeEvent(_message.Message):
+    """An event that must be reported: who is told, by whom, by when."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SECTION_FIELD_NUMBER: _builtins.int
+    HEADING_FIELD_NUMBER: _builtins.int
+    WORDING_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
+    READING_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    TIMESCALE_FIELD_NUMBER: _builtins.int
+    FACTS_FIELD_NUMBER: _builtins.int
+    CONDITIONS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    section: _builtins.str
+    heading: _builtins.str
+    wording: _builtins.str
+    quote: _builtins.str
+    reading: _builtins.str
+    timescale: _builtins.str
+    conditions: _builtins.str
+    """The conditions under which it must be reported, in plain words ("" if none)."""
+    @_builtins.property
+    def audience(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def facts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Facts its conditions test."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        section: _builtins.str = ...,
+        heading: _builtins.str = ...,
+        wording: _builtins.str = ...,
+        quote: _builtins.str = ...,
+        reading: _builtins.str = ...,
+        audience: _abc.Iterable[_builtins.str] | None = ...,
+        by: _abc.Iterable[_builtins.str] | None = ...,
+        timescale: _builtins.str = ...,
+        facts: _abc.Iterable[_builtins.str] | None = ...,
+        conditions: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "by", b"by", "conditions", b"conditions", "facts", b"facts", "heading", b"heading", "id", b"id", "quote", b"quote", "reading", b"reading", "section", b"section", "timescale", b"timescale", "wording", b"wording"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SchemeEvent: _TypeAlias = SchemeEvent  # noqa: Y015
