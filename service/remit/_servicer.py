@@ -33,6 +33,13 @@ def authorise(policies: PolicySet, request: pb.AuthoriseRequest) -> pb.Authorise
     policy = policies.councils.get(request.council)
     if policy is not None:
         _convert.check_declared_kinds(policy, request.context)
+    if request.HasField("host"):  # host records, mapped per council (adapters package)
+        from adapters._grpc import add_mapped, apply_host
+
+        req, host = apply_host(request, req)
+        response = _convert.answer_to_proto(decide(policies, req), request.request_id)
+        add_mapped(response, host)
+        return response
     return _convert.answer_to_proto(decide(policies, req), request.request_id)
 
 

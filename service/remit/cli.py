@@ -1,7 +1,8 @@
 """The ``remit`` command line: compile, test, check, serve.
 
 Exit codes: 0 success; 1 a test or check failed / a decision was denied with ``--exit-code``;
-2 usage error; 3 compile errors; 4 compiled policy stale or unloadable.
+2 usage error; 3 compile errors (or a broken adapters mapping file); 4 compiled policy stale
+or unloadable.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from adapters._errors import MappingFileError
 from remit import _compiler, _paths
 from remit._errors import CompileError, PolicyError, RequestError
 
@@ -111,15 +113,27 @@ def _cmd_check(args: argparse.Namespace) -> int:
         context.update(json.loads(Path(args.context).read_text(encoding="utf-8")))
     if args.service_area:
         context["service_area"] = args.service_area
+    if not args.role and not args.host_system:
+        print("remit check: --role is required (or --host-system with --records)", file=sys.stderr)
+        return EXIT_USAGE
     actor = {
-        "id": args.actor_id,
+        "id": args.actor_id or ("" if args.host_system else "cli-user"),
         "roles": args.role,
         "service_areas": args.area,
         "agency": args.agency,
     }
+    mapped: Any = None
     try:
         req = build_request(policies, args.council, args.decision, actor, context)
+        if args.host_system:  # raw host records, mapped per council (adapters package)
+            from adapters._cli import apply_files
+
+            req, mapped = apply_files(req, args.host_system, args.records)
         answer = decide(policies, req)
+    except MappingFileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_COMPILE
     except RequestError as exc:
         code = "NOT_FOUND" if type(exc).__name__ == "NotFound" else "INVALID_ARGUMENT"
         print(
@@ -127,6 +141,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     data = _answer_json(answer)
+    if args.host_system:
+        from adapters._cli import mapped_json
+
+        data["mapped"] = mapped_json(mapped, answer)
     if args.reference:
         from remit._reference import ReferenceEvaluator
 
@@ -151,6 +169,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 f"  may decide: {a.title} ({a.section})"
                 + (f": {a.conditions}" if a.conditions else "")
             )
+        for m in data.get("mapped", []):
+            print(f"  mapped {m['field']}: {m['raw']!r} -> {m['canonical']} ({m['source']})")
         print(f"  policy {answer.policy_version}, decision {answer.decision_id}")
         if "reference" in data:
             print(f"  casbin reference: {data['reference']['effect']} {data['reference']['rule']}")
@@ -196,9 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("check", help="decide one request from the command line")
     k.add_argument("--council", required=True)
     k.add_argument("--decision", required=True)
-    k.add_argument("--role", action="append", required=True, help="actor role (repeatable)")
+    k.add_argument("--role", action="append", default=[], help="actor role (repeatable)")
     k.add_argument("--area", action="append", default=[], help="actor service area (repeatable)")
-    k.add_argument("--actor-id", default="cli-user")
+    k.add_argument("--actor-id", default="", help="default cli-user; the worker with --host-system")
     k.add_argument("--agency", action="store_true")
     k.add_argument("--service-area", default="")
     k.add_argument("--fact", action="append", default=[], help="NAME=VALUE (JSON values)")
@@ -207,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true")
     k.add_argument("--reference", action="store_true", help="also decide with the Casbin reference")
     k.add_argument("--exit-code", action="store_true", help="exit 1 on DENY")
+    k.add_argument("--host-system", default="", help="lcs or paris: map --records per council")
+    k.add_argument(
+        "--records", default="", help="with --host-system: JSON files of records, comma-separated"
+    )
     k.set_defaults(func=_cmd_check)
 
     s = sub.add_parser("serve", help="serve the gRPC API")
