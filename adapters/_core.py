@@ -303,12 +303,12 @@ class _Reader:
 
     def allocation(self, c: Concept) -> None:
         rows = self.open_rows(c)
-        departments: dict[str, str] = {}
+        departments: dict[str, tuple[int, str]] = {}
         dept = self.t.profile.get("department")
         if dept is not None:
             for i, f in self.rows(dept):
                 key = self.text(i, f, dept.fields["id"], required=True)
-                departments[key] = self.text(i, f, dept.fields["name"], required=True)
+                departments[key] = (i, self.text(i, f, dept.fields["name"], required=True))
         areas: dict[str, tuple[str, Entry]] = {}
         for i, f in rows:
             if "department_id" in c.fields:
@@ -320,11 +320,13 @@ class _Reader:
                         f"department {dept_id!r} has no {dept.table if dept else 'department'} "
                         "record among the records sent",
                     )
-                team = departments[dept_id]
+                at, team = departments[dept_id]
+                name_column = dept.fields["name"] if dept else column
+                entry = self.lookup(self.t.teams, "teams", team, at, name_column, "team")
             else:
                 column = c.fields.get("team", "")
                 team = self.text(i, f, column, required=True)
-            entry = self.lookup(self.t.teams, "teams", team, i, column, "team")
+                entry = self.lookup(self.t.teams, "teams", team, i, column, "team")
             areas.setdefault(entry.canonical, (team, entry))
         if len(areas) > 1:
             raise InvalidArgument(
