@@ -83,6 +83,10 @@ def test_host_records_over_grpc_decide_as_the_canonical_request(
     text = str(got) + json.dumps(audit_sink.entries[-1])
     for value in _personal(records(s, system)):
         assert value not in text
+    entry = audit_sink.entries[-1]
+    assert entry["decision_id"] == got.decision_id
+    assert entry["actor_roles"] == [mapped["actor.roles"].canonical]
+    assert entry["actor_id"] == mapped["actor.id"].canonical != ""
     if "context.child_age" in mapped:
         assert mapped["context.child_age"].raw == "[date of birth withheld]"
 

@@ -26,8 +26,9 @@ def entry(
         "peer": peer,
         "council": request.council,
         "decision": request.decision,
-        "actor_id": request.actor.id,
-        "actor_roles": list(request.actor.roles),
+        # with host records the actor comes from the mapping (response.mapped)
+        "actor_id": request.actor.id or _mapped(response, "actor.id"),
+        "actor_roles": list(request.actor.roles) or _mapped_all(response, "actor.roles"),
         "matched_role": response.matched_role,
         "effect": pb.Effect.Name(response.effect),
         "rule_id": response.rule_id,
@@ -37,6 +38,15 @@ def entry(
         "request_id": response.request_id,
         "latency_ms": round(seconds * 1000, 3),
     }
+
+
+def _mapped_all(response: pb.AuthoriseResponse, field: str) -> list[str]:
+    return [m.canonical for m in response.mapped if m.field == field]
+
+
+def _mapped(response: pb.AuthoriseResponse, field: str) -> str:
+    found = _mapped_all(response, field)
+    return found[0] if found else ""
 
 
 class AuditSink(Protocol):
