@@ -111,8 +111,10 @@ def build_entry(
         caller=caller,
         council=request.council,
         decision=request.decision,
-        actor_id=request.actor.id,
-        actor_roles=list(request.actor.roles) + list(request.actor.acting_for),
+        # with host records the actor comes from the mapping (response.mapped)
+        actor_id=request.actor.id or _mapped(response, "actor.id"),
+        actor_roles=(list(request.actor.roles) + list(request.actor.acting_for))
+        or _mapped_all(response, "actor.roles"),
         matched_role=response.matched_role,
         case_ref_hmac=pseudonymise(request.council, request.case_reference),
         effect=pb.Effect.Name(response.effect),
@@ -128,6 +130,15 @@ def build_entry(
         request_id=request.request_id,
         correlation_id=correlation_id,
     )
+
+
+def _mapped_all(response: pb.AuthoriseResponse, field: str) -> list[str]:
+    return [m.canonical for m in response.mapped if m.field == field]
+
+
+def _mapped(response: pb.AuthoriseResponse, field: str) -> str:
+    found = _mapped_all(response, field)
+    return found[0] if found else ""
 
 
 class Sink(Protocol):

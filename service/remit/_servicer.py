@@ -35,12 +35,20 @@ def authorise(policies: PolicySet, request: pb.AuthoriseRequest) -> pb.Authorise
     policy = policies.councils.get(request.council)
     if policy is not None:
         _convert.check_declared_kinds(policy, request.context)
+    host = None
+    if request.HasField("host"):  # host records, mapped per council (adapters package)
+        from adapters._grpc import add_mapped, apply_host
+
+        req, host = apply_host(request, req)
     answer = decide(policies, req)
     when = req.decision_time or _convert.now()
     notices: list[Notice] = []
     if answer.allowed and policy is not None:
         notices = implied(policy, policy.decisions[answer.decision], req.facts, when)
-    return _convert.answer_to_proto(answer, request.request_id, when, notices)
+    response = _convert.answer_to_proto(answer, request.request_id, when, notices)
+    if host is not None:
+        add_mapped(response, host)
+    return response
 
 
 def authorise_item(policies: PolicySet, item: pb.BatchItem) -> pb.BatchResult:

@@ -1,9 +1,9 @@
 """The ``remit`` command line: compile, test, check, serve.
 
 Exit codes: 0 success; 1 a test or check failed / a decision was denied with ``--exit-code``;
-2 usage error; 3 compile errors; 4 compiled policy stale or unloadable; 5 lint errors
-(``remit lint``, in :mod:`remit._cli_tools` with ``remit diff`` and ``remit matrix``);
-6 Redis unreachable (``remit publish`` / ``rollback`` / ``bundles``, in :mod:`remit._cli_bundle`).
+2 usage error; 3 compile errors (or a broken adapters mapping file); 4 compiled policy stale
+or unloadable; 5 lint errors (``remit lint``, in :mod:`remit._cli_tools` with ``remit diff``
+and ``remit matrix``); 6 Redis unreachable (``remit publish`` / ``rollback`` / ``bundles``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from adapters._errors import MappingFileError
 from remit import _compiler, _paths
 from remit._errors import CompileError, PolicyError, RequestError
 
@@ -176,8 +177,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if not args.decision and not (args.permitted or args.event):
         print("remit check: --decision is required", file=sys.stderr)
         return EXIT_USAGE
-    if not args.role and not (args.authorisers or args.event):
-        print("remit check: --role is required", file=sys.stderr)
+    if not args.role and not (args.authorisers or args.event or args.host_system):
+        print("remit check: --role is required (or --host-system with --records)", file=sys.stderr)
         return EXIT_USAGE
     try:
         policies = _load_policies(args)
@@ -192,19 +193,32 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.at:
         context["decision_time"] = args.at
     actor = {
-        "id": args.actor_id,
+        "id": args.actor_id or ("" if args.host_system else "cli-user"),
         "roles": args.role,
         "service_areas": args.area,
         "agency": args.agency,
     }
+    mapped: Any = None
     try:
         req = build_request(policies, args.council, args.decision or "", actor, context)
+        if args.host_system:  # raw host records, mapped per council (adapters package)
+            from adapters._cli import apply_files
+
+            req, mapped = apply_files(req, args.host_system, args.records)
         if modes:
             return _check_query(args, policies, req)
         answer = decide(policies, req)
+    except MappingFileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_COMPILE
     except RequestError as exc:
         return _request_error(exc)
     data = _answer_json(answer)
+    if args.host_system:
+        from adapters._cli import mapped_json
+
+        data["mapped"] = mapped_json(mapped, answer)
     if args.reference:
         from remit._reference import ReferenceEvaluator
 
@@ -246,6 +260,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 f"  may decide: {a.title} ({a.section})"
                 + (f": {a.conditions}" if a.conditions else "")
             )
+        for m in data.get("mapped", []):
+            print(f"  mapped {m['field']}: {m['raw']!r} -> {m['canonical']} ({m['source']})")
         print(f"  policy {answer.policy_version}, decision {answer.decision_id}")
         if "reference" in data:
             print(f"  casbin reference: {data['reference']['effect']} {data['reference']['rule']}")
@@ -304,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--event", default="", help="who must be told of this event, by whom, when")
     k.add_argument("--at", default="", help="decision time, ISO 8601 (default now)")
     k.add_argument("--area", action="append", default=[], help="actor service area (repeatable)")
-    k.add_argument("--actor-id", default="cli-user")
+    k.add_argument("--actor-id", default="", help="default cli-user; the worker with --host-system")
     k.add_argument("--agency", action="store_true")
     k.add_argument("--service-area", default="")
     k.add_argument("--fact", action="append", default=[], help="NAME=VALUE (JSON values)")
@@ -313,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true")
     k.add_argument("--reference", action="store_true", help="also decide with the Casbin reference")
     k.add_argument("--exit-code", action="store_true", help="exit 1 on DENY")
+    k.add_argument("--host-system", default="", help="lcs or paris: map --records per council")
+    k.add_argument(
+        "--records", default="", help="with --host-system: JSON files of records, comma-separated"
+    )
     k.set_defaults(func=_cmd_check)
 
     s = sub.add_parser("serve", help="serve the gRPC API")
