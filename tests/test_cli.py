@@ -133,10 +133,9 @@ def test_serve_subprocess_answers_and_stops_on_sigterm() -> None:
 
 
 def test_serve_binds_loopback_by_default() -> None:
-    from remit.cli import build_parser
+    from remit import _config
 
-    args = build_parser().parse_args(["serve"])
-    assert args.address.startswith("127.0.0.1:") or os.environ.get("REMIT_ADDRESS")
+    assert _config.load(environ={}).address == "127.0.0.1:50051"
 
 
 def test_check_permitted_lists_what_the_actor_may_decide(channel: grpc.Channel) -> None:

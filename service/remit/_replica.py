@@ -19,8 +19,10 @@ from pathlib import Path
 import redis
 
 from remit._bundle import BundleStore, build, hierarchy_of
+from remit._config import Config
 from remit._errors import PolicyError
 from remit._holder import PolicyHolder
+from remit._paths import generated_dir
 from remit._policy import PolicySet, load_dir
 from remit._signing import Verifier
 from remit._source import SourceStatus
@@ -49,6 +51,15 @@ class RedisSource:
         policies, origin, redis_state, detail = self._initial(local_dir)
         self.holder = PolicyHolder(policies)
         self._status = SourceStatus(policies.version, origin, redis_state, detail=detail)
+
+    @classmethod
+    def from_config(cls, config: Config) -> RedisSource:
+        """The replica source ``remit serve`` opens when REMIT_REDIS_URL is set."""
+        local = config.policy_dir or generated_dir()
+        verifier = (
+            Verifier.from_file(config.bundle_public_key) if config.bundle_public_key else None
+        )
+        return cls(config.redis_url, local if local.is_dir() else None, verifier=verifier)
 
     # -- start -----------------------------------------------------------------------
     def _initial(self, local_dir: Path | None) -> tuple[PolicySet, str, str, str]:

@@ -11,6 +11,7 @@ sees one whole version. A version that fails to load is refused and the last goo
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import threading
 import time
@@ -18,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from remit._config import Config, ConfigError
 from remit._errors import PolicyError
 from remit._holder import PolicyHolder
+from remit._paths import generated_dir
 from remit._policy import load_dir
 
 log = logging.getLogger("remit.policy")
@@ -114,3 +117,24 @@ class LocalSource:
                 self.reload()
             except Exception:  # never let the watcher die; the last good version stays
                 log.exception("policy watcher")
+
+
+def open_source(config: Config) -> PolicySource:
+    """The policy source the config selects: Redis when REMIT_REDIS_URL is set, else local.
+
+    Loads the first version (raises PolicyError if it cannot); call ``start()`` to begin
+    watching. REMIT_REDIS_URL set in a build without ``remit._replica`` is a ConfigError:
+    we never fall back to local files when the operator asked for the shared bundle.
+    """
+    if config.redis_url:
+        try:
+            replica = importlib.import_module("remit._replica")
+        except ImportError:
+            raise ConfigError(
+                "REMIT_REDIS_URL",
+                "is set, but this build of remit has no Redis policy source (remit._replica); "
+                "unset it to serve the compiled files on disk",
+            ) from None
+        source: PolicySource = replica.RedisSource.from_config(config)
+        return source
+    return LocalSource(config.policy_dir or generated_dir(), config.policy_watch_seconds)

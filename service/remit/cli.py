@@ -1,9 +1,11 @@
-"""The ``remit`` command line: compile, test, check, serve.
+"""The ``remit`` command line: compile, test, check, serve, health.
 
-Exit codes: 0 success; 1 a test or check failed / a decision was denied with ``--exit-code``;
-2 usage error; 3 compile errors (or a broken adapters mapping file); 4 compiled policy stale
-or unloadable; 5 lint errors (``remit lint``, in :mod:`remit._cli_tools` with ``remit diff``
-and ``remit matrix``); 6 Redis unreachable (``remit publish`` / ``rollback`` / ``bundles``).
+Exit codes: 0 success; 1 a test or check failed / a decision was denied with ``--exit-code``
+/ ``remit health`` found the service not serving; 2 usage error or invalid configuration
+(the message names the variable); 3 compile errors (or a broken adapters mapping file);
+4 compiled policy stale or unloadable; 5 lint errors (``remit lint``, in
+:mod:`remit._cli_tools` with ``remit diff`` and ``remit matrix``); 6 Redis unreachable
+(``remit publish`` / ``rollback`` / ``bundles``).
 """
 
 from __future__ import annotations
@@ -269,9 +271,78 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from remit import _config
+
+    flags = {
+        "address": args.address,
+        "policy_dir": args.policy_dir,
+        "metrics_address": args.metrics_address,
+        "workers": args.workers,
+    }
+    try:
+        config = _config.load(flags=flags)
+    except _config.ConfigError as exc:
+        print(f"remit serve: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     from remit._server import serve_forever
 
-    return serve_forever(args.address, Path(args.policy_dir) if args.policy_dir else None)
+    return serve_forever(config)
+
+
+def _probe_target(address: str) -> str:
+    """Where a local probe connects: a wildcard bind address means this host's loopback."""
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "", "*"):  # noqa: S104 (read, not bound)
+        host = "127.0.0.1"
+    elif host in ("[::]", "::"):
+        host = "[::1]"
+    return f"{host}:{port}"
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from remit._config import ConfigError, parse_address
+
+    raw = args.address or os.environ.get("REMIT_ADDRESS", "127.0.0.1:50051")
+    try:
+        target = _probe_target(parse_address(raw))
+    except ValueError as exc:
+        name = "--address" if args.address else "REMIT_ADDRESS"
+        print(
+            f"remit health: invalid configuration: {ConfigError(name, str(exc))}", file=sys.stderr
+        )
+        return EXIT_USAGE
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response, call = stub.Check.with_call(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            print(f"remit health: {target}: {code.name if code else 'ERROR'}", file=sys.stderr)
+            return EXIT_FAILED
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    detail = {
+        k.removeprefix("remit-"): v
+        for k, v in (call.trailing_metadata() or ())
+        if isinstance(v, str) and k.startswith("remit-")
+    }
+    if args.json:
+        print(
+            json.dumps(
+                {"target": target, "service": args.service, "status": status, **detail},
+                sort_keys=True,
+            )
+        )
+    else:
+        extra = " ".join(f"{k}={v}" for k, v in sorted(detail.items()) if v)
+        print(f"{status} {target} {args.service or '(server)'} {extra}".rstrip())
+    if args.live:  # liveness: the process answers at all
+        return 0
+    return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else EXIT_FAILED
 
 
 # Modules that add their own subcommands: each has register(subparsers) -> None.
@@ -335,10 +406,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     k.set_defaults(func=_cmd_check)
 
-    s = sub.add_parser("serve", help="serve the gRPC API")
-    s.add_argument("--address", default=os.environ.get("REMIT_ADDRESS", "127.0.0.1:50051"))
-    s.add_argument("--policy-dir", default="")
+    s = sub.add_parser(
+        "serve", help="serve the gRPC API (settings: REMIT_* env, REMIT_CONFIG file, flags)"
+    )
+    s.add_argument("--address", default=None, help="HOST:PORT (REMIT_ADDRESS; 127.0.0.1:50051)")
+    s.add_argument("--policy-dir", default=None, help="compiled policy (REMIT_POLICY_DIR)")
+    s.add_argument(
+        "--metrics-address", default=None, help="HOST:PORT for /metrics (REMIT_METRICS_ADDRESS)"
+    )
+    s.add_argument(
+        "--workers", default=None, help="N processes sharing the port (REMIT_WORKERS; 1)"
+    )
     s.set_defaults(func=_cmd_serve)
+
+    h = sub.add_parser("health", help="probe a running server's grpc.health.v1 (exit 0 SERVING)")
+    h.add_argument("--address", default="", help="HOST:PORT (REMIT_ADDRESS; 127.0.0.1:50051)")
+    h.add_argument("--service", default="", help="service name ('' = the whole server)")
+    h.add_argument("--timeout", type=float, default=2.0)
+    h.add_argument("--json", action="store_true")
+    h.add_argument("--live", action="store_true", help="liveness: exit 0 if it answers at all")
+    h.set_defaults(func=_cmd_health)
     import importlib
 
     for name in COMMAND_MODULES:

@@ -1,0 +1,543 @@
+"""Operations, against the real server started as a subprocess (`remit serve`): metrics that
+move, health with detail, SIGTERM under load, invalid settings, --workers, tracing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from remit.v1 import remit_pb2 as pb
+from remit.v1 import remit_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+REMIT = [sys.executable, "-m", "remit.cli"]
+# settings that would change what these tests see, if the developer's shell has them
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("REMIT_", "OTEL_"))}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        env = dict(
+            CLEAN_ENV,
+            REMIT_ADDRESS=self.address,
+            REMIT_METRICS_ADDRESS=f"127.0.0.1:{self.metrics_port}",
+            **(extra_env or {}),
+        )
+        # files, not pipes: an unread pipe fills up and blocks the decision log's writes
+        self._out = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by kill/stop)
+        self._err = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [*REMIT, "serve", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._out,
+            stderr=self._err,
+            text=True,
+        )
+
+    def wait_serving(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()[1]
+            try:
+                if self.health() == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server did not report SERVING in time")
+
+    def health(self, service: str = "") -> int:
+        with grpc.insecure_channel(self.address) as ch:
+            resp = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=2
+            )
+        return int(resp.status)
+
+    def scrape(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            text: str = r.read().decode()
+        return text
+
+    def output(self) -> tuple[str, str]:
+        texts = []
+        for f in (self._out, self._err):
+            f.seek(0)
+            texts.append(f.read())
+        return texts[0], texts[1]
+
+    def stop(self, timeout: float = 30) -> tuple[int, str, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=timeout)
+        out, err = self.output()
+        return self.proc.returncode, out, err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    s = Server()
+    try:
+        s.wait_serving()
+        yield s
+    finally:
+        s.kill()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if got == labels:
+            return float(m.group(3))
+    return 0.0
+
+
+EPO_ALLOW = pb.AuthoriseRequest(
+    council="torbay",
+    decision="apply_epo",
+    actor=pb.Actor(id="tm-secret-41", roles=["team_manager"]),
+    context=pb.Context(exceptional_circumstances=True),
+)
+EPO_DENY = pb.AuthoriseRequest(
+    council="torbay",
+    decision="apply_epo",
+    actor=pb.Actor(id="tm-secret-42", roles=["team_manager"]),
+)
+
+
+def test_metrics_counts_move(server: Server) -> None:
+    before = server.scrape()
+    with grpc.insecure_channel(server.address) as ch:
+        stub = pb_grpc.AuthorisationServiceStub(ch)
+        for _ in range(3):
+            assert stub.Authorise(EPO_ALLOW, timeout=5).effect == pb.EFFECT_ALLOW
+        assert stub.Authorise(EPO_DENY, timeout=5).effect == pb.EFFECT_DENY
+        batch = stub.AuthoriseBatch(
+            pb.AuthoriseBatchRequest(
+                items=[pb.BatchItem(correlation_id="a", request=EPO_ALLOW)] * 2
+            ),
+            timeout=5,
+        )
+        assert len(batch.results) == 2
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.Authorise(
+                pb.AuthoriseRequest(
+                    council="no-such-council-7", decision="x", actor=EPO_ALLOW.actor
+                ),
+                timeout=5,
+            )
+        assert bad.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+    after = server.scrape()
+    allow = {"council": "torbay", "decision": "apply_epo", "effect": "EFFECT_ALLOW"}
+    deny = dict(allow, effect="EFFECT_DENY")
+    assert (
+        metric(after, "remit_decisions_total", **allow)
+        - metric(before, "remit_decisions_total", **allow)
+        == 5
+    )  # 3 unary + 2 batch items
+    assert (
+        metric(after, "remit_decisions_total", **deny)
+        - metric(before, "remit_decisions_total", **deny)
+        == 1
+    )
+    assert (
+        metric(after, "remit_decision_latency_seconds_count")
+        - metric(before, "remit_decision_latency_seconds_count")
+        == 4
+    )  # unary Authorise answers only; the bad request is an error
+    code = bad.value.code().name
+    method = "/remit.v1.AuthorisationService/Authorise"
+    assert metric(after, "remit_rpc_errors_total", method=method, code=code) == 1
+    assert metric(after, "remit_rpcs_total", method=method, code="OK") == 4
+    version = re.search(r'remit_policy_bundle_info\{[^}]*version="(\w+)"', after)
+    assert version and len(version.group(1)) >= 8
+    assert metric(after, "remit_redis_state", state="disabled") == 1
+    assert metric(after, "remit_policy_last_reload_timestamp_seconds") > 1.6e9
+    assert "remit_audit_dropped_total 0.0" in after
+    # no personal data or request content in labels
+    assert "tm-secret" not in after and "no-such-council" not in after
+    rc, out, _ = server.stop()
+    assert rc == 0
+    assert out.count('"decision_id":') == 6  # 4 unary answers + 2 batch items, each logged
+
+
+def test_health_probe_command_reports_detail(server: Server) -> None:
+    env = dict(CLEAN_ENV, REMIT_ADDRESS=server.address)
+    out = subprocess.run(
+        [*REMIT, "health", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["status"] == "SERVING"
+    assert data["policy-origin"] == "local" and data["redis"] == "disabled"
+    assert data["pid"] == str(server.proc.pid)
+    assert data["policy-version"] == json.loads(
+        (ROOT / "policies" / "generated" / "manifest.json").read_text()
+    ).get("version", data["policy-version"])
+    per_service = subprocess.run(
+        [*REMIT, "health", "--service", "remit.v1.AuthorisationService"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert per_service.returncode == 0 and per_service.stdout.startswith("SERVING")
+    unknown = subprocess.run(
+        [*REMIT, "health", "--service", "nope.Service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+
+
+def test_health_probe_fails_when_nothing_listens() -> None:
+    env = dict(CLEAN_ENV, REMIT_ADDRESS=f"127.0.0.1:{free_port()}")
+    out = subprocess.run(
+        [*REMIT, "health", "--timeout", "1"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1 and "UNAVAILABLE" in out.stderr
+
+
+def test_sigterm_mid_load_fails_no_call_and_exits_0() -> None:
+    """A load balancer's view: clients stop sending once health says NOT_SERVING. No call
+    may fail, a stream open across SIGTERM finishes, and every answer is in the log."""
+    s = Server({"REMIT_SHUTDOWN_DRAIN_SECONDS": "1", "REMIT_SHUTDOWN_GRACE_SECONDS": "10"})
+    try:
+        s.wait_serving()
+        not_serving = threading.Event()
+        stop_load = threading.Event()
+        ok = [0] * 4
+        failures: list[str] = []
+        stream_answers: list[int] = []
+
+        def load(i: int) -> None:
+            with grpc.insecure_channel(s.address) as ch:
+                stub = pb_grpc.AuthorisationServiceStub(ch)
+                for _ in range(20_000):  # bounded
+                    if not_serving.is_set() or stop_load.is_set():
+                        return
+                    try:
+                        stub.Authorise(EPO_ALLOW, timeout=10)
+                        ok[i] += 1
+                    except grpc.RpcError as exc:
+                        failures.append(f"{exc.code()}: {exc.details()}")
+
+        def stream() -> None:
+            def requests() -> Iterator[pb.AuthoriseStreamRequest]:
+                for n in range(400):  # bounded; runs past SIGTERM, drain and into grace
+                    if not_serving.is_set() and n > 0 and time.monotonic() > close_after[0]:
+                        return
+                    yield pb.AuthoriseStreamRequest(
+                        items=[pb.BatchItem(correlation_id=str(n), request=EPO_ALLOW)]
+                    )
+                    time.sleep(0.02)
+
+            with grpc.insecure_channel(s.address) as ch:
+                try:
+                    for resp in pb_grpc.AuthorisationServiceStub(ch).AuthoriseStream(
+                        requests(), timeout=30
+                    ):
+                        stream_answers.extend(
+                            1 for r in resp.results if r.response.effect == pb.EFFECT_ALLOW
+                        )
+                except grpc.RpcError as exc:
+                    failures.append(f"stream {exc.code()}: {exc.details()}")
+
+        close_after = [float("inf")]
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(4)]
+        threads.append(threading.Thread(target=stream))
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        s.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if s.health() == health_pb2.HealthCheckResponse.NOT_SERVING:
+                    break
+            except grpc.RpcError:
+                break
+            time.sleep(0.02)
+        # the stream keeps sending 1.5 s more: past the 1 s drain, into the grace period
+        close_after[0] = time.monotonic() + 1.5
+        not_serving.set()
+        for t in threads:
+            t.join(timeout=40)
+        stop_load.set()
+        rc, out, err = s.stop()
+    finally:
+        s.kill()
+    assert failures == [], failures[:5]
+    assert sum(ok) > 50 and len(stream_answers) > 50
+    assert rc == 0, err
+    assert "draining" in err and "stopped" in err
+    # every answer (unary, and each stream item) is in the decision log: flushed before exit
+    assert out.count('"decision_id":') == sum(ok) + len(stream_answers)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REMIT_ADDRESS", "no-port-here"),
+        ("REMIT_ADDRESS", "127.0.0.1:70000"),
+        ("REMIT_WORKERS", "0"),
+        ("REMIT_WORKERS", "two"),
+        ("REMIT_THREADS", "-3"),
+        ("REMIT_METRICS_ADDRESS", "127.0.0.1:x"),
+        ("REMIT_SHUTDOWN_GRACE_SECONDS", "-1"),
+        ("REMIT_SHUTDOWN_DRAIN_SECONDS", "nan"),
+        ("REMIT_POLICY_DIR", "/no/such/dir"),
+        ("REMIT_LOG_LEVEL", "LOUD"),
+        ("REMIT_REDIS_URL", "http://cache:6379"),
+        ("REMIT_AUDIT_MODE", "sometimes"),
+        ("REMIT_AUDIT_SINK", "syslog"),
+        ("REMIT_AUDIT_HMAC_KEY", "not-hex"),
+        ("REMIT_AUDIT_HMAC_KEY", "abcd"),
+        ("REMIT_TLS_CERT", "/no/such/cert.pem"),
+        ("REMIT_ACCESS_FILE", "/no/such/access.yaml"),
+        ("REMIT_ALLOW_PLAINTEXT", "perhaps"),
+        ("REMIT_BATCH_LIMIT", "0"),
+        ("REMIT_BUNDLE_PUBLIC_KEY", "/no/such/key.pem"),
+        ("OTEL_TRACES_EXPORTER", "zipkin"),
+        ("OTEL_SDK_DISABLED", "maybe"),
+    ],
+)
+def test_invalid_env_stops_the_process_naming_the_variable(name: str, value: str) -> None:
+    env = dict(CLEAN_ENV, REMIT_ADDRESS=f"127.0.0.1:{free_port()}")
+    env[name] = value
+    out = subprocess.run(
+        [*REMIT, "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2, out.stderr
+    assert name in out.stderr and "invalid configuration" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_invalid_config_file_names_the_variable(tmp_path: Path) -> None:
+    cfg = tmp_path / "remit.toml"
+    cfg.write_text('workers = "lots"\n')
+    env = dict(CLEAN_ENV, REMIT_CONFIG=str(cfg))
+    out = subprocess.run(
+        [*REMIT, "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "REMIT_WORKERS" in out.stderr and str(cfg) in out.stderr
+    cfg.write_text('adress = "127.0.0.1:1"\n')
+    out = subprocess.run(
+        [*REMIT, "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "REMIT_CONFIG" in out.stderr and "adress" in out.stderr
+
+
+def test_redis_url_without_replica_module_fails_closed() -> None:
+    if importlib.util.find_spec("remit._replica") is not None:
+        pytest.skip("remit._replica exists: the Redis source is tested with it")
+    env = dict(
+        CLEAN_ENV,
+        REMIT_ADDRESS=f"127.0.0.1:{free_port()}",
+        REMIT_REDIS_URL="redis://127.0.0.1:6379/0",
+    )
+    out = subprocess.run(
+        [*REMIT, "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "REMIT_REDIS_URL" in out.stderr
+
+
+def test_config_precedence_file_env_flag(tmp_path: Path) -> None:
+    from remit import _config
+
+    cfg = tmp_path / "remit.toml"
+    cfg.write_text('address = "127.0.0.1:7001"\nworkers = 3\nthreads = 8\n')
+    env = {"REMIT_CONFIG": str(cfg), "REMIT_WORKERS": "2"}
+    c = _config.load(environ=env, flags={"address": "127.0.0.1:7002", "workers": None})
+    assert (c.address, c.workers, c.threads) == ("127.0.0.1:7002", 2, 8)
+    with pytest.raises(_config.ConfigError, match="--workers"):
+        _config.load(environ={}, flags={"workers": "0"})
+    with pytest.raises(_config.ConfigError, match="needs a fixed port"):
+        _config.load(environ={"REMIT_ADDRESS": "127.0.0.1:0", "REMIT_WORKERS": "2"})
+
+
+def test_workers_serve_from_two_pids() -> None:
+    s = Server({"REMIT_WORKERS": "2"})
+    try:
+        s.wait_serving()
+        pids: set[str] = set()
+        for _ in range(80):  # bounded: new connections until both workers have answered
+            with grpc.insecure_channel(
+                s.address, options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as ch:
+                _, call = health_pb2_grpc.HealthStub(ch).Check.with_call(
+                    health_pb2.HealthCheckRequest(), timeout=5
+                )
+                pids.update(v for k, v in call.trailing_metadata() if k == "remit-pid")
+                resp = pb_grpc.AuthorisationServiceStub(ch).Authorise(EPO_ALLOW, timeout=5)
+                assert resp.effect == pb.EFFECT_ALLOW
+            if len(pids) >= 2:
+                break
+        assert len(pids) == 2, pids
+        for pid in pids:  # both are workers of the supervisor we started
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            assert int(stat.rsplit(")", 1)[1].split()[1]) == s.proc.pid
+        # each worker serves its own metrics on metrics port + index
+        first = urllib.request.urlopen(
+            f"http://127.0.0.1:{s.metrics_port}/metrics", timeout=5
+        ).read()
+        second = urllib.request.urlopen(
+            f"http://127.0.0.1:{s.metrics_port + 1}/metrics", timeout=5
+        ).read()
+        assert b"remit_rpcs_total" in first and b"remit_rpcs_total" in second
+        rc, _, err = s.stop()
+    finally:
+        s.kill()
+    assert rc == 0, err
+    assert err.count("stopped") == 2  # both workers shut down cleanly
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists()
+
+
+def test_tracing_off_by_default_and_console_spans_carry_no_personal_data() -> None:
+    for env, want_spans in (({}, False), ({"OTEL_TRACES_EXPORTER": "console"}, True)):
+        s = Server(env)
+        try:
+            s.wait_serving()
+            with grpc.insecure_channel(s.address) as ch:
+                pb_grpc.AuthorisationServiceStub(ch).Authorise(EPO_ALLOW, timeout=5)
+            rc, out, err = s.stop()
+        finally:
+            s.kill()
+        assert rc == 0, err
+        has_span = '"name": "remit.v1.AuthorisationService/Authorise"' in err
+        assert has_span == want_spans, err[-2000:]
+        if want_spans:
+            assert '"remit.effect": "EFFECT_ALLOW"' in err and '"remit.council": "torbay"' in err
+            assert "tm-secret" not in err and "peer" not in err and "client.address" not in err
+            assert "exceptional_circumstances" not in err
+        assert "tm-secret" in out  # the decision log (stdout) is where the actor id belongs
+
+
+def test_span_attributes_are_a_fixed_list_without_personal_data() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from remit import _config, _tracing
+    from remit._audit import AuditLog, MemorySink, Pseudonymiser
+    from remit._holder import PolicyHolder
+    from remit._policy import load_dir
+    from remit._server import Deps, create_server
+
+    exporter = InMemorySpanExporter()
+    tracing = _tracing.setup(_config.load(environ={}), exporter=exporter)
+    assert tracing is not None
+    assert _tracing.setup(_config.load(environ={})) is None  # off unless OTEL_* asks
+    holder = PolicyHolder(load_dir(ROOT / "policies" / "generated"))
+    server, port = create_server(
+        "127.0.0.1:0",
+        Deps(
+            holder,
+            audit=AuditLog(MemorySink(), "strict", Pseudonymiser(b"k" * 32)),
+            tracing=tracing,
+        ),
+    )
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pb_grpc.AuthorisationServiceStub(ch)
+            stub.Authorise(EPO_ALLOW, timeout=5)
+            with pytest.raises(grpc.RpcError):
+                stub.Authorise(
+                    pb.AuthoriseRequest(
+                        council="torbay",
+                        decision="apply_epo",
+                        actor=pb.Actor(id="tm-secret-43", roles=["nobody-x"]),
+                    ),
+                    timeout=5,
+                )
+    finally:
+        server.stop(grace=None)
+        tracing.shutdown()
+    spans = exporter.get_finished_spans()
+    assert [sp.name for sp in spans] == ["remit.v1.AuthorisationService/Authorise"] * 2
+    allowed = {
+        "rpc.system",
+        "rpc.service",
+        "rpc.method",
+        "rpc.grpc.status_code",
+        "remit.council",
+        "remit.decision",
+        "remit.effect",
+        "remit.policy_version",
+    }
+    for sp in spans:
+        assert set(sp.attributes or {}) <= allowed
+        assert not sp.events  # no exception events (their messages may echo the request)
+        assert "tm-secret" not in repr(sp.to_json()) and "nobody-x" not in repr(sp.to_json())
+    ok, bad = spans
+    assert ok.attributes is not None and ok.attributes["remit.effect"] == "EFFECT_ALLOW"
+    assert bad.attributes is not None and "remit.council" not in bad.attributes
+    assert bad.status.status_code.name == "ERROR"
+
+
+def test_health_is_not_serving_until_told() -> None:
+    from remit._audit import AuditLog, MemorySink, Pseudonymiser
+    from remit._holder import PolicyHolder
+    from remit._policy import load_dir
+    from remit._server import Deps, RemitHealth, create_server
+
+    holder = PolicyHolder(load_dir(ROOT / "policies" / "generated"))
+    deps = Deps(
+        holder,
+        audit=AuditLog(MemorySink(), "strict", Pseudonymiser(b"k" * 32)),
+        start_serving=False,
+    )
+    server, port = create_server("127.0.0.1:0", deps)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            for name in ("", "remit.v1.AuthorisationService"):
+                resp = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+                assert resp.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert isinstance(deps.health, RemitHealth)
+            deps.health.set_all(health_pb2.HealthCheckResponse.SERVING)
+            resp, call = stub.Check.with_call(health_pb2.HealthCheckRequest(), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+            detail = dict(call.trailing_metadata())
+            assert detail["remit-policy-version"] == holder.current().version
+            assert detail["remit-redis"] == "disabled"
+    finally:
+        server.stop(grace=None)
