@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from remit._conditions import Condition, parse
+from remit._conditions import Condition, FactValue, parse
 from remit._errors import PolicyError
 from remit._facts import WELL_KNOWN, FactSpec, FactType
+from remit._words import summarise
+
+# the shape of every id a request may name (council, decision, role, area, fact)
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Line:
     rule: str
     # actor roles this line matches (None: anyone). Allows: the role and every senior.
     matching_roles: frozenset[str] | None
+    summary: str = ""  # the condition in plain words, precomputed at load
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,8 @@ class CouncilPolicy:
     edges: tuple[tuple[str, str], ...]
     model_text: str
     policy_text: str
+    # what an omitted bool / role-set fact defaults to (false / empty), precomputed at load
+    fact_defaults: Mapping[str, FactValue] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,8 @@ def load_files(files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> Polic
     """Build a PolicySet from compiled file contents (already verified)."""
     councils: dict[str, CouncilPolicy] = {}
     for council in manifest["councils"]:
+        if not isinstance(council, str) or not NAME_PATTERN.fullmatch(council):
+            raise PolicyError(f"manifest.json: council id {council!r} is not a valid name")
         try:
             councils[council] = _load_council(
                 council,
@@ -185,6 +195,10 @@ def _load_council(
             raise ValueError(f"policy.csv line {n}: not a g or p line of the model")
 
     role_ids = set(index["roles"])
+    for kind in ("roles", "areas", "decisions", "facts"):
+        for name in index[kind]:
+            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+                raise ValueError(f"index.json: {kind} id {name!r} is not a valid name")
     seniors: dict[str, set[str]] = {r: set() for r in role_ids}
     for senior, junior in edges:
         if senior not in role_ids or junior not in role_ids:
@@ -257,6 +271,7 @@ def _load_council(
             matching = frozenset({role}) | roles[role].seniors
         else:
             matching = frozenset({role})
+        summary = summarise(facts, lambda r: roles[r].title, cond)
         parsed.append(
             Line(
                 position,
@@ -269,6 +284,7 @@ def _load_council(
                 int(priority),
                 rule,
                 matching,
+                summary,
             )
         )
     parsed.sort(key=lambda line: (line.priority, line.position))
@@ -308,4 +324,11 @@ def _load_council(
         edges=tuple(edges),
         model_text=model_text,
         policy_text=policy_text,
+        fact_defaults=MappingProxyType(
+            {
+                fid: False if spec.type is FactType.BOOL else frozenset()
+                for fid, spec in facts.items()
+                if not spec.derived and spec.type in (FactType.BOOL, FactType.ROLES)
+            }
+        ),
     )
