@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +187,8 @@ def _load_council(
     for n, raw in enumerate(policy_text.splitlines(), 1):
         if not raw.strip() or raw.startswith("#"):
             continue
-        tokens = [t.strip() for t in raw.split(",")]
+        # interned: the same ids recur on every line and in every council
+        tokens = [sys.intern(t.strip()) for t in raw.split(",")]
         if tokens[0] == "g" and len(tokens) == 3:
             edges.append((tokens[1], tokens[2]))
         elif tokens[0] == "p" and len(tokens) == 8:
@@ -289,6 +291,9 @@ def _load_council(
         )
     parsed.sort(key=lambda line: (line.priority, line.position))
 
+    by_decision: dict[str, list[Line]] = {}
+    for line in parsed:  # one pass, priority order kept within each decision
+        by_decision.setdefault(line.decision, []).append(line)
     decisions: dict[str, Decision] = {}
     for did, d in index["decisions"].items():
         decisions[did] = Decision(
@@ -302,7 +307,7 @@ def _load_council(
             tuple(d["facts"]),
             tuple(d["required_facts"]),
             tuple(d["rules"]),
-            tuple(line for line in parsed if line.decision == did),
+            tuple(by_decision.get(did, ())),
         )
     for line in parsed:
         if line.decision not in decisions:
