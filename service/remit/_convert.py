@@ -129,6 +129,8 @@ def declared_fact_types(policy: CouncilPolicy) -> dict[str, str]:
 
 def check_declared_kinds(policy: CouncilPolicy, ctx: pb.Context) -> None:
     """A scheme fact must be sent in the FactValue field of its declared type."""
+    if not ctx.facts:
+        return
     wanted = {
         "bool": "bool_value",
         "int": "int_value",

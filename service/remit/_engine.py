@@ -9,8 +9,8 @@ raise :class:`InvalidArgument` / :class:`NotFound`, never an allow.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -18,10 +18,10 @@ from datetime import UTC, date, datetime
 from remit._conditions import FactValue, Term, pounds
 from remit._errors import InvalidArgument, NotFound
 from remit._facts import ACTOR_FACTS, LEGAL_STATUS_GROUPS, FactSpec, FactType
-from remit._policy import CouncilPolicy, Decision, Line, Obligation, PolicySet, Rule
+from remit._policy import NAME_PATTERN, CouncilPolicy, Decision, Line, Obligation, PolicySet, Rule
+from remit._words import describe
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_ROLES = 16
 MAX_AREAS = 32
 MAX_FACTS = 64
@@ -133,17 +133,17 @@ def _check_name(field_name: str, value: str, pattern: re.Pattern[str] = NAME_PAT
 
 
 def council_policy(policies: PolicySet, council: str) -> CouncilPolicy:
-    _check_name("council", council)
     policy = policies.councils.get(council)
-    if policy is None:
+    if policy is None:  # catalogue ids are checked against NAME_PATTERN at load
+        _check_name("council", council)
         raise NotFound("council", f"unknown council {council!r}")
     return policy
 
 
 def decision_of(policy: CouncilPolicy, decision_id: str) -> Decision:
-    _check_name("decision", decision_id)
     decision = policy.decisions.get(decision_id)
     if decision is None:
+        _check_name("decision", decision_id)
         raise NotFound("decision", f"council {policy.council!r} has no decision {decision_id!r}")
     return decision
 
@@ -156,49 +156,55 @@ def prepare(policies: PolicySet, req: Request) -> Prepared:
         _check_name("request_id", req.request_id, ID_PATTERN)
     validate_actor(policy, req)
     validate_service_area(policy, req.service_area)
-    area = _effective_area(policy, decision, req)
+    roles = frozenset(req.actor.all_roles)
+    area = _effective_area(policy, decision, req, roles)
     ctx = context(policy, decision, req)
-    return Prepared(policy, decision, frozenset(req.actor.all_roles), area, ctx)
+    return Prepared(policy, decision, roles, area, ctx)
+
+
+def _check_roles(policy: CouncilPolicy, req: Request, field: str, roles: tuple[str, ...]) -> None:
+    if len(roles) > MAX_ROLES:
+        raise InvalidArgument(field, f"at most {MAX_ROLES} roles")
+    known = policy.roles
+    for i, role in enumerate(roles):
+        if role not in known:  # catalogue ids are checked against NAME_PATTERN at load
+            _check_name(f"{field}[{i}]", role)
+            raise NotFound(f"{field}[{i}]", f"council {req.council!r} has no role {role!r}")
 
 
 def validate_actor(policy: CouncilPolicy, req: Request) -> None:
     _check_name("actor.id", req.actor.id, ID_PATTERN)
     if not req.actor.roles:
         raise InvalidArgument("actor.roles", "at least one role is required")
-    if len(req.actor.roles) > MAX_ROLES:
-        raise InvalidArgument("actor.roles", f"at most {MAX_ROLES} roles")
-    for i, role in enumerate(req.actor.roles):
-        _check_name(f"actor.roles[{i}]", role)
-        if role not in policy.roles:
-            raise NotFound(f"actor.roles[{i}]", f"council {req.council!r} has no role {role!r}")
-    if len(req.actor.acting_for) > MAX_ROLES:
-        raise InvalidArgument("actor.acting_for", f"at most {MAX_ROLES} roles")
-    for i, role in enumerate(req.actor.acting_for):
-        _check_name(f"actor.acting_for[{i}]", role)
-        if role not in policy.roles:
-            raise NotFound(
-                f"actor.acting_for[{i}]", f"council {req.council!r} has no role {role!r}"
-            )
+    _check_roles(policy, req, "actor.roles", req.actor.roles)
+    _check_roles(policy, req, "actor.acting_for", req.actor.acting_for)
     if len(req.actor.service_areas) > MAX_AREAS:
         raise InvalidArgument("actor.service_areas", f"at most {MAX_AREAS} areas")
     for i, area in enumerate(req.actor.service_areas):
-        _check_name(f"actor.service_areas[{i}]", area)
         if area not in policy.areas:
+            _check_name(f"actor.service_areas[{i}]", area)
             raise NotFound(
                 f"actor.service_areas[{i}]", f"council {req.council!r} has no area {area!r}"
             )
 
 
 def validate_service_area(policy: CouncilPolicy, area: str) -> None:
-    if area:
+    if area and area not in policy.areas:
         _check_name("context.service_area", area)
-        if area not in policy.areas:
-            raise NotFound(
-                "context.service_area", f"council {policy.council!r} has no area {area!r}"
-            )
+        raise NotFound("context.service_area", f"council {policy.council!r} has no area {area!r}")
 
 
-def _effective_area(policy: CouncilPolicy, decision: Decision, req: Request) -> str:
+def _scoped(decision: Decision, roles: frozenset[str]) -> bool:
+    """Whether an area-limited line of the decision could match one of these roles."""
+    return any(
+        line.area != "*" and (line.matching_roles is None or line.matching_roles & roles)
+        for line in decision.lines
+    )
+
+
+def _effective_area(
+    policy: CouncilPolicy, decision: Decision, req: Request, roles: frozenset[str] | None = None
+) -> str:
     """The service area the decision is taken in, when the actor may act there; else "".
 
     ``context.service_area`` names the area; an actor acts there if it is one of
@@ -206,26 +212,22 @@ def _effective_area(policy: CouncilPolicy, decision: Decision, req: Request) -> 
     area, an actor of exactly one area acts in it. When the decision has area-limited
     rules and the area cannot be settled, the request is refused rather than guessed.
     """
-    roles = frozenset(req.actor.all_roles)
-    # only area-limited lines this actor could match make the area matter
-    scoped = any(
-        line.area != "*" and (line.matching_roles is None or line.matching_roles & roles)
-        for line in decision.lines
-    )
-    actor_areas = set(req.actor.service_areas)
-    wide = any(policy.roles[r].all_areas for r in req.actor.all_roles)
+    if roles is None:
+        roles = frozenset(req.actor.all_roles)
+    actor_areas = req.actor.service_areas
     if req.service_area:
-        if wide or req.service_area in actor_areas:
+        if req.service_area in actor_areas or any(policy.roles[r].all_areas for r in roles):
             return req.service_area
-        if scoped and not actor_areas:
+        # only area-limited lines this actor could match make the area matter
+        if not actor_areas and _scoped(decision, roles):
             raise InvalidArgument(
                 "actor.service_areas",
                 f"required: {decision.id} is limited by service area",
             )
         return ""  # acting outside one's own areas: no area-limited rule applies
-    if len(actor_areas) == 1:
-        return next(iter(actor_areas))
-    if scoped:
+    if len(set(actor_areas)) == 1:
+        return actor_areas[0]
+    if _scoped(decision, roles):
         raise InvalidArgument(
             "context.service_area",
             f"required: {decision.id} is limited by service area and the actor's area "
@@ -250,7 +252,7 @@ def context(
     """Typed facts with defaults and derived facts. ``require``: refuse missing facts."""
     if len(req.facts) > MAX_FACTS:
         raise InvalidArgument("context.facts", f"at most {MAX_FACTS} facts")
-    ctx: dict[str, FactValue] = {}
+    ctx: dict[str, FactValue] = dict(policy.fact_defaults)  # bools false, role sets empty
     for fid, value in req.facts.items():
         field_name = (
             f"context.{fid}"
@@ -261,27 +263,22 @@ def context(
         if spec is None or spec.derived or fid in ACTOR_FACTS:
             raise NotFound(field_name, f"council {req.council!r} declares no fact {fid!r}")
         ctx[fid] = _typed(policy, spec, field_name, value)
-    # defaults and derived facts
-    for fid, spec in policy.facts.items():
-        if fid in ctx or spec.derived:
-            continue
-        if spec.type is FactType.BOOL:
-            ctx[fid] = False
-        elif spec.type is FactType.ROLES:
-            ctx[fid] = frozenset()
     ctx["actor_agency"] = req.actor.agency
     ctx["actor_registered_social_worker"] = req.actor.registered_social_worker
     if "legal_status" in ctx:
         ctx["legal_status_group"] = LEGAL_STATUS_GROUPS[str(ctx["legal_status"])]
-    when = req.decision_time or datetime.now(UTC)
     grant = req.grant
     if grant is not None:
         _check_name("context.grant.decision", grant.decision)
         if grant.remaining < 0:
             raise InvalidArgument("context.grant.remaining", "must not be negative")
-    applies = grant is not None and grant.decision == decision.id
-    ctx["grant_remaining"] = grant.remaining if grant is not None and applies else 0
-    ctx["grant_unexpired"] = bool(grant is not None and applies and grant.expires >= when.date())
+    if grant is not None and grant.decision == decision.id:
+        when = req.decision_time or datetime.now(UTC)
+        ctx["grant_remaining"] = grant.remaining
+        ctx["grant_unexpired"] = grant.expires >= when.date()
+    else:
+        ctx["grant_remaining"] = 0
+        ctx["grant_unexpired"] = False
     for fid in decision.required_facts if require else ():
         if fid not in ctx:
             spec = policy.facts[fid]
@@ -445,38 +442,7 @@ def _council_ref(policy: CouncilPolicy, section: str) -> str:
 
 def describe_term(policy: CouncilPolicy, term: Term) -> str:
     """A condition term in plain words ("up to £2,000.00")."""
-    spec = policy.facts[term.fact]
-    v = term.value
-    if spec.type is FactType.BOOL:
-        return spec.label if v else f"not {spec.label}"
-    if spec.type is FactType.ROLES:
-        title = policy.roles[str(v)].title
-        if term.fact == "absent_roles":
-            return (
-                f"only while the {title} is absent"
-                if term.op == "has"
-                else f"only while the {title} is not absent"
-            )
-        if term.fact == "concurring_roles":
-            return (
-                f"only with the agreement of the {title}"
-                if term.op == "has"
-                else f"not with the agreement of the {title}"
-            )
-        return f"{spec.label} {'include' if term.op == 'has' else 'exclude'} the {title}"
-    if isinstance(v, frozenset):
-        words = " or ".join(sorted(v))
-        return f"{spec.label} is {words}" if term.op == "in" else f"{spec.label} is not {words}"
-    shown = pounds(int(v)) if spec.type is FactType.MONEY else str(v)
-    what = {
-        "<=": "up to",
-        "<": "below",
-        ">=": "at least",
-        ">": "over",
-        "==": "exactly",
-        "!=": "not",
-    }[term.op]
-    return f"{spec.label} {what} {shown}"
+    return describe(policy.facts, lambda r: policy.roles[r].title, term)
 
 
 def _failed(
@@ -517,7 +483,8 @@ def _failed(
 
 
 def summary(policy: CouncilPolicy, line: Line) -> str:
-    return "; ".join(describe_term(policy, t) for t in line.cond)
+    """The line's condition in plain words (precomputed at load)."""
+    return line.summary
 
 
 def _steps(rule: Rule) -> frozenset[str]:
@@ -578,9 +545,16 @@ def authorisers(prep: Prepared, known: frozenset[str] | None = None) -> tuple[Au
     return tuple(sorted(found.values(), key=lambda a: (-policy.roles[a.role].rank, a.role)))
 
 
+def new_decision_id() -> str:
+    """A random (version 4) UUID as 32 hex digits, without the cost of a uuid.UUID object."""
+    n = int.from_bytes(os.urandom(16), "big")
+    n = (n & ~(0xC000 << 48) | (0x8000 << 48)) & ~(0xF000 << 64) | (0x4000 << 64)
+    return f"{n:032x}"
+
+
 def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
     policy, decision = prep.policy, prep.decision
-    decision_id = uuid.uuid4().hex
+    decision_id = new_decision_id()
     what = decision.wording[0].lower() + decision.wording[1:]
     if line is not None:
         rule = policy.rules[line.rule]

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from remit._conditions import Condition, parse
+from remit._conditions import Condition, FactValue, parse
 from remit._errors import PolicyError
 from remit._facts import WELL_KNOWN, FactSpec, FactType
+from remit._words import summarise
+
+# the shape of every id a request may name (council, decision, role, area, fact)
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class Line:
     rule: str
     # actor roles this line matches (None: anyone). Allows: the role and every senior.
     matching_roles: frozenset[str] | None
+    summary: str = ""  # the condition in plain words, precomputed at load
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,8 @@ class CouncilPolicy:
     policy_text: str
     deviation: DeviationClause | None = None
     events: Mapping[str, Event] = field(default_factory=lambda: MappingProxyType({}))
+    # what an omitted bool / role-set fact defaults to (false / empty), precomputed at load
+    fact_defaults: Mapping[str, FactValue] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -196,6 +205,8 @@ def load_files(files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> Polic
     """Build a PolicySet from compiled file contents (already verified)."""
     councils: dict[str, CouncilPolicy] = {}
     for council in manifest["councils"]:
+        if not isinstance(council, str) or not NAME_PATTERN.fullmatch(council):
+            raise PolicyError(f"manifest.json: council id {council!r} is not a valid name")
         try:
             councils[council] = _load_council(
                 council,
@@ -220,7 +231,8 @@ def _load_council(
     for n, raw in enumerate(policy_text.splitlines(), 1):
         if not raw.strip() or raw.startswith("#"):
             continue
-        tokens = [t.strip() for t in raw.split(",")]
+        # interned: the same ids recur on every line and in every council
+        tokens = [sys.intern(t.strip()) for t in raw.split(",")]
         if tokens[0] == "g" and len(tokens) == 3:
             edges.append((tokens[1], tokens[2]))
         elif tokens[0] == "p" and len(tokens) == 8:
@@ -229,6 +241,10 @@ def _load_council(
             raise ValueError(f"policy.csv line {n}: not a g or p line of the model")
 
     role_ids = set(index["roles"])
+    for kind in ("roles", "areas", "decisions", "facts"):
+        for name in index[kind]:
+            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+                raise ValueError(f"index.json: {kind} id {name!r} is not a valid name")
     seniors: dict[str, set[str]] = {r: set() for r in role_ids}
     for senior, junior in edges:
         if senior not in role_ids or junior not in role_ids:
@@ -301,6 +317,7 @@ def _load_council(
             matching = frozenset({role}) | roles[role].seniors
         else:
             matching = frozenset({role})
+        summary = summarise(facts, lambda r: roles[r].title, cond)
         parsed.append(
             Line(
                 position,
@@ -313,10 +330,14 @@ def _load_council(
                 int(priority),
                 rule,
                 matching,
+                summary,
             )
         )
     parsed.sort(key=lambda line: (line.priority, line.position))
 
+    by_decision: dict[str, list[Line]] = {}
+    for line in parsed:  # one pass, priority order kept within each decision
+        by_decision.setdefault(line.decision, []).append(line)
     decisions: dict[str, Decision] = {}
     for did, d in index["decisions"].items():
         decisions[did] = Decision(
@@ -330,7 +351,7 @@ def _load_council(
             tuple(d["facts"]),
             tuple(d["required_facts"]),
             tuple(d["rules"]),
-            tuple(line for line in parsed if line.decision == did),
+            tuple(by_decision.get(did, ())),
             tuple(d.get("implies", ())),
         )
     for line in parsed:
@@ -392,4 +413,11 @@ def _load_council(
         policy_text=policy_text,
         deviation=deviation,
         events=MappingProxyType(events),
+        fact_defaults=MappingProxyType(
+            {
+                fid: False if spec.type is FactType.BOOL else frozenset()
+                for fid, spec in facts.items()
+                if not spec.derived and spec.type in (FactType.BOOL, FactType.ROLES)
+            }
+        ),
     )

@@ -1,0 +1,29 @@
+"""The benchmark's synthetic councils load through the verified path and decide like the
+councils they copy (so scaling figures measure the real policies, renamed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from remit._engine import Actor, Request, decide
+from remit._policy import PolicySet, load_dir
+
+from benchmarks._synthetic import bump_version, write_councils
+from tests.conftest import GENERATED
+
+
+def test_synthetic_councils_are_renamed_copies(tmp_path: Path, policies: PolicySet) -> None:
+    names = write_councils(GENERATED, tmp_path, 7)
+    copies = load_dir(tmp_path)  # verifies every file against the manifest hashes
+    assert sorted(copies.councils) == sorted(names)
+    assert len(names) == 7
+    for name in names:
+        real = name.rsplit("_", 1)[0]
+        assert copies.councils[name].decisions.keys() == policies.councils[real].decisions.keys()
+    facts = {"amount_pence": 150000, "cumulative_amount_pence": 150000}
+    actor = Actor("tm-1", ("team_manager",))
+    want = decide(policies, Request("torbay", "s17_payment", actor, facts))
+    got = decide(copies, Request("torbay_0004", "s17_payment", actor, facts))
+    assert (got.allowed, got.rule, got.reason) == (want.allowed, want.rule, want.reason)
+    bump_version(tmp_path, "next")
+    assert load_dir(tmp_path).version == "next"
