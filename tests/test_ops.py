@@ -3,7 +3,6 @@ move, health with detail, SIGTERM under load, invalid settings, --workers, traci
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -366,18 +365,66 @@ def test_invalid_config_file_names_the_variable(tmp_path: Path) -> None:
     assert out.returncode == 2 and "REMIT_CONFIG" in out.stderr and "adress" in out.stderr
 
 
-def test_redis_url_without_replica_module_fails_closed() -> None:
-    if importlib.util.find_spec("remit._replica") is not None:
-        pytest.skip("remit._replica exists: the Redis source is tested with it")
-    env = dict(
-        CLEAN_ENV,
-        REMIT_ADDRESS=f"127.0.0.1:{free_port()}",
-        REMIT_REDIS_URL="redis://127.0.0.1:6379/0",
-    )
-    out = subprocess.run(
-        [*REMIT, "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 2 and "REMIT_REDIS_URL" in out.stderr
+def test_redis_unreachable_then_back_health_and_metrics_say_so(tmp_path: Path) -> None:
+    """Issue 5 faults as an operator sees them: Redis down at start -> serve local and say so
+    (health detail, metric); Redis back and a bundle published -> the replica follows it;
+    a corrupt bundle -> refused, counted, last good kept."""
+    from remit._bundle import BundleStore, from_directory
+
+    from tests.redis_server import RedisServer
+
+    redis_port = free_port()
+    s = Server({"REMIT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"})
+    redis_server = RedisServer(tmp_path, redis_port)
+    try:
+        s.wait_serving()
+        env = dict(CLEAN_ENV, REMIT_ADDRESS=s.address)
+        probe = [*REMIT, "health", "--json"]
+        data = json.loads(
+            subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60).stdout
+        )
+        assert (data["policy-origin"], data["redis"]) == ("local", "unreachable")
+        assert metric(s.scrape(), "remit_redis_state", state="unreachable") == 1
+
+        redis_server.start()
+        store = BundleStore.from_url(redis_server.url)
+        good = from_directory(ROOT / "policies" / "generated")
+        store.publish(good)
+        deadline = time.monotonic() + 10
+        while True:
+            data = json.loads(
+                subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60).stdout
+            )
+            if (data["policy-origin"], data["redis"]) == ("redis", "connected"):
+                break
+            assert time.monotonic() < deadline, data
+            time.sleep(0.2)
+        scrape = s.scrape()
+        assert metric(scrape, "remit_redis_state", state="connected") == 1
+        assert metric(scrape, "remit_policy_bundle_info", version=good.version, origin="redis") == 1
+
+        # one byte changed, pushed past publish's own checks: refused and counted
+        files = dict(good.files)
+        files["torbay/policy.csv"] = files["torbay/policy.csv"].replace(b"200000", b"900000", 1)
+        store.r.hset(store.key("bundle", "bad0000000000001", "files"), mapping=files)  # type: ignore[arg-type]
+        store.r.set(
+            store.key("bundle", "bad0000000000001", "manifest"),
+            json.dumps(dict(good.manifest, version="bad0000000000001")),
+        )
+        store.r.set(store.key("active"), "bad0000000000001")
+        store.r.publish(store.channel, "bad0000000000001")
+        deadline = time.monotonic() + 10
+        while metric(s.scrape(), "remit_policy_refused_total") < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        data = json.loads(
+            subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60).stdout
+        )
+        assert data["policy-version"] == good.version
+        assert "refused" in data["policy-detail"]
+    finally:
+        s.kill()
+        redis_server.stop()
 
 
 def test_config_precedence_file_env_flag(tmp_path: Path) -> None:

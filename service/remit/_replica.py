@@ -119,7 +119,13 @@ class RedisSource:
         """Read the pointer and swap if it moved. Returns True on a swap."""
         active = self._store.active()
         current = self.holder.current().version
-        if active is None or active == current:
+        if active is None:
+            return False
+        if active == current:
+            # the local files already hold the active version (same content hash)
+            with self._lock:
+                if self._status.origin != "redis":
+                    self._status.origin, self._status.detail = "redis", ""
             return False
         with self._lock:
             already_refused = self._status.detail == f"refused {active}"
