@@ -96,10 +96,27 @@ def abort_request_error(context: grpc.ServicerContext, exc: RequestError) -> Non
 
 
 class RecoveryInterceptor(grpc.ServerInterceptor):
+    """Outermost of the fixed four. It keeps the wrapped chain per method: the inner
+    interceptors depend only on the method name (never on per-call details), so the chain is
+    built once per method instead of on every call. Unknown methods are not kept."""
+
+    def __init__(self) -> None:
+        self._chains: dict[str, Any] = {}
+
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        chain = self._chains.get(details.method)
+        if chain is None:
+            chain = self._build(continuation, details)
+            if chain is not None:
+                self._chains[details.method] = chain
+        return chain
+
+    def _build(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        method = details.method
+
         def fail(context: grpc.ServicerContext) -> None:
             error_id = uuid.uuid4().hex[:12]
-            log.exception("internal error %s in %s", error_id, details.method)
+            log.exception("internal error %s in %s", error_id, method)
             context.abort(
                 grpc.StatusCode.INTERNAL, f"internal error {error_id}; no decision was made"
             )
@@ -304,6 +321,8 @@ class AuditInterceptor(grpc.ServerInterceptor):
 
 class LoggingInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        method = details.method
+
         def wrap(inner: Behaviour) -> Behaviour:
             def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
                 started = time.perf_counter()
@@ -315,9 +334,12 @@ class LoggingInterceptor(grpc.ServerInterceptor):
                     code = c.name if c is not None else "UNKNOWN"
                     raise
                 finally:
-                    log.info(
+                    # OK calls at DEBUG (a line per decision is the audit log's job);
+                    # every error at INFO
+                    log.log(
+                        logging.DEBUG if code == "OK" else logging.INFO,
                         "rpc %s %s %.3fms",
-                        details.method,
+                        method,
                         code,
                         (time.perf_counter() - started) * 1000,
                     )
