@@ -450,3 +450,15 @@ def test_replicas_refuse_unsigned_and_wrongly_signed_bundles(tmp_path: Path) -> 
             source.stop()
     finally:
         server.stop()
+
+
+def test_log_lines_are_the_proto3_json_of_decision_log_entry() -> None:
+    """Entries are built as dicts for speed; they must be exactly the message's JSON form."""
+    from remit._audit import to_dict, to_entry
+
+    sink = MemorySink()
+    log = AuditLog(sink, "strict", Pseudonymiser(b"k" * 32))
+    _write_entries(log, 3)
+    for line, entry in zip(sink.lines, sink.entries, strict=True):
+        assert to_dict(to_entry(entry)) == entry
+        assert json.loads(line) == entry

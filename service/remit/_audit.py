@@ -103,33 +103,44 @@ def build_entry(
     seconds: float,
     pseudonymise: Pseudonymiser,
     correlation_id: str = "",
-) -> audit_pb2.DecisionLogEntry:
-    """The log entry for one answer (without its place in a chain)."""
-    return audit_pb2.DecisionLogEntry(
-        decision_id=response.decision_id,
-        time=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        caller=caller,
-        council=request.council,
-        decision=request.decision,
+) -> dict[str, Any]:
+    """The log entry for one answer (without its place in a chain), as the proto3 JSON
+    mapping of ``DecisionLogEntry`` with every field present (uint64 ``seq`` as a string).
+    Built directly rather than through json_format, which costs more than the decision;
+    ``to_entry`` parses it back into the message and the tests check the two agree."""
+    return {
+        "seq": "0",
+        "prev_hash": "",
+        "hash": "",
+        "decision_id": response.decision_id,
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "caller": caller,
+        "council": request.council,
+        "decision": request.decision,
         # with host records the actor comes from the mapping (response.mapped)
-        actor_id=request.actor.id or _mapped(response, "actor.id"),
-        actor_roles=(list(request.actor.roles) + list(request.actor.acting_for))
+        "actor_id": request.actor.id or _mapped(response, "actor.id"),
+        "actor_roles": (list(request.actor.roles) + list(request.actor.acting_for))
         or _mapped_all(response, "actor.roles"),
-        matched_role=response.matched_role,
-        case_ref_hmac=pseudonymise(request.council, request.case_reference),
-        effect=pb.Effect.Name(response.effect),
-        rule_id=response.rule_id,
-        section=response.citation.section,
-        obligations=[pb.ObligationKind.Name(o.kind) for o in response.obligations],
-        policy_version=response.policy_version,
-        latency_us=min(int(seconds * 1e6), 2**32 - 1),
-        masked_fields=_masked(request),
-        deviation=response.deviation,
-        deviation_agreed_by=request.deviation.agreed_by_id if response.deviation else "",
-        review=response.deviation,
-        request_id=request.request_id,
-        correlation_id=correlation_id,
-    )
+        "matched_role": response.matched_role,
+        "case_ref_hmac": pseudonymise(request.council, request.case_reference),
+        "effect": pb.Effect.Name(response.effect),
+        "rule_id": response.rule_id,
+        "section": response.citation.section,
+        "obligations": [pb.ObligationKind.Name(o.kind) for o in response.obligations],
+        "policy_version": response.policy_version,
+        "latency_us": min(int(seconds * 1e6), 2**32 - 1),
+        "masked_fields": _masked(request),
+        "deviation": response.deviation,
+        "deviation_agreed_by": request.deviation.agreed_by_id if response.deviation else "",
+        "review": response.deviation,
+        "request_id": request.request_id,
+        "correlation_id": correlation_id,
+    }
+
+
+def to_entry(data: dict[str, Any]) -> audit_pb2.DecisionLogEntry:
+    """A logged entry as the ``remit.audit.v1.DecisionLogEntry`` message."""
+    return json_format.ParseDict(data, audit_pb2.DecisionLogEntry())
 
 
 def _mapped_all(response: pb.AuthoriseResponse, field: str) -> list[str]:
@@ -244,20 +255,21 @@ class AuditLog:
         self.stats = AuditStats()
         self._lock = threading.Lock()
         self._seq, self._prev = sink.last()
-        self._queue: queue.Queue[audit_pb2.DecisionLogEntry | None] = queue.Queue(buffer)
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(buffer)
         self._thread: threading.Thread | None = None
         if mode == "best-effort":
             self._thread = threading.Thread(target=self._drain, name="remit-audit", daemon=True)
             self._thread.start()
 
-    def _chain_and_write(self, entry: audit_pb2.DecisionLogEntry) -> None:
+    def _chain_and_write(self, entry: dict[str, Any]) -> None:
         with self._lock:
-            entry.seq = self._seq + 1
-            entry.prev_hash = self._prev
-            data = to_dict(entry)
-            data["hash"] = entry_hash(data)
-            self.sink.append(canonical(data).decode())
-            self._seq, self._prev = entry.seq, data["hash"]
+            seq = self._seq + 1
+            entry["seq"], entry["prev_hash"], entry["hash"] = str(seq), self._prev, ""
+            body = canonical(entry).decode()  # with "hash":"" — what the hash covers
+            digest = hashlib.sha256(body.encode()).hexdigest()
+            # keys are sorted and quotes inside values are escaped, so this is the hash key
+            self.sink.append(body.replace('"hash":""', f'"hash":"{digest}"', 1))
+            self._seq, self._prev = seq, digest
             self.stats.written += 1
 
     def write_decision(
