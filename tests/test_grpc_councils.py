@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
