@@ -11,7 +11,9 @@ def _authorise(channel: grpc.Channel, request: pb.AuthoriseRequest) -> pb.Author
     return pb_grpc.AuthorisationServiceStub(channel).Authorise(request, timeout=5)
 
 
-def test_halton_epo_by_edt_social_worker_out_of_hours_with_hos_absent(channel: grpc.Channel) -> None:
+def test_halton_epo_by_edt_social_worker_out_of_hours_with_hos_absent(
+    channel: grpc.Channel,
+) -> None:
     request = pb.AuthoriseRequest(
         council="halton",
         decision="apply_epo",
