@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from remit._holder import PolicyHolder
 from remit._paths import generated_dir
 from remit._policy import PolicySet, load_dir
 from remit._signing import Verifier
-from remit._source import SourceStatus
+from remit._source import Background, SourceStatus, StatusBoard
 
 log = logging.getLogger("remit.replica")
 
@@ -45,12 +44,12 @@ class RedisSource:
         self._store = BundleStore.from_url(url, prefix)
         self._verifier = verifier
         self._poll = poll_seconds
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._loop = Background("remit-replica")
         policies, origin, redis_state, detail = self._initial(local_dir)
         self.holder = PolicyHolder(policies)
-        self._status = SourceStatus(policies.version, origin, redis_state, detail=detail)
+        self._board = StatusBoard(
+            SourceStatus(policies.version, origin, redis_state, detail=detail)
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> RedisSource:
@@ -96,25 +95,15 @@ class RedisSource:
 
     # -- PolicySource ----------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="remit-replica", daemon=True)
-            self._thread.start()
+        self._loop.start(self._run)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._loop.stop()
 
     def status(self) -> SourceStatus:
-        with self._lock:
-            return SourceStatus(**vars(self._status))
+        return self._board.snapshot()
 
     # -- the watcher -----------------------------------------------------------------
-    def _set(self, **changes: object) -> None:
-        with self._lock:
-            for k, v in changes.items():
-                setattr(self._status, k, v)
-
     def check_now(self) -> bool:
         """Read the pointer and swap if it moved. Returns True on a swap."""
         active = self._store.active()
@@ -123,30 +112,20 @@ class RedisSource:
             return False
         if active == current:
             # the local files already hold the active version (same content hash)
-            with self._lock:
-                if self._status.origin != "redis":
-                    self._status.origin, self._status.detail = "redis", ""
+            if self._board.snapshot().origin != "redis":
+                self._board.update(origin="redis", detail="")
             return False
-        with self._lock:
-            already_refused = self._status.detail == f"refused {active}"
-        if already_refused:
-            return False
+        if self._board.snapshot().detail == f"refused {active}":
+            return False  # refused once already: not again on every poll
         started = time.perf_counter()
         try:
             policies = self._load(active)
         except PolicyError as exc:
             log.error("refused bundle %s: %s (keeping %s)", active, exc, current)
-            with self._lock:
-                self._status.refused += 1
-                self._status.detail = f"refused {active}"
+            self._board.refused(f"refused {active}")
             return False
         self.holder.swap(policies)
-        with self._lock:
-            self._status.version = policies.version
-            self._status.origin = "redis"
-            self._status.last_reload = time.time()
-            self._status.reloads += 1
-            self._status.detail = ""
+        self._board.swapped(policies.version, "redis")
         log.info(
             "policy %s in force (redis), built in %.1f ms",
             policies.version,
@@ -156,27 +135,27 @@ class RedisSource:
 
     def _run(self) -> None:
         backoff = BACKOFF_START
-        while not self._stop.is_set():
+        while not self._loop.stopping.is_set():
             pubsub = None
             try:
                 pubsub = self._store.r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 pubsub.subscribe(self._store.channel)
-                self._set(redis="connected")
+                self._board.update(redis="connected")
                 self.check_now()  # catch up on anything missed while away
                 backoff = BACKOFF_START
-                while not self._stop.is_set():
+                while not self._loop.stopping.is_set():
                     pubsub.get_message(timeout=self._poll)  # a notice, or the poll interval
                     self.check_now()
             except redis.RedisError as exc:
-                self._set(redis="unreachable")
+                self._board.update(redis="unreachable")
                 log.warning(
                     "Redis lost (%s); serving %s", type(exc).__name__, self.holder.current().version
                 )
-                self._stop.wait(backoff)
+                self._loop.stopping.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             except Exception:  # never let the watcher die; the last good version stays
                 log.exception("replica watcher")
-                self._stop.wait(backoff)
+                self._loop.stopping.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:
                 if pubsub is not None:

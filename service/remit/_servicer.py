@@ -15,7 +15,8 @@ from google.rpc import code_pb2
 
 from remit import _convert
 from remit._access import CALLER, check_council
-from remit._engine import decide
+from remit._conditions import FactValue
+from remit._engine import Grant, decide
 from remit._errors import InvalidArgument, NotFound, RequestError
 from remit._holder import PolicyHolder
 from remit._interceptors import check_message, status_code
@@ -71,6 +72,16 @@ def authorise_item(policies: PolicySet, item: pb.BatchItem) -> pb.BatchResult:
     return result
 
 
+def _typed_context(
+    policies: PolicySet, council: str, context: pb.Context
+) -> tuple[dict[str, FactValue], str, Grant | None]:
+    """The request context as typed facts, scheme facts checked against their declared kinds."""
+    policy = policies.councils.get(council)
+    if policy is not None:
+        _convert.check_declared_kinds(policy, context)
+    return _convert.context_from_proto(context)
+
+
 class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
     def __init__(self, holder: PolicyHolder, batch_limit: int = DEFAULT_BATCH_LIMIT) -> None:
         self._holder = holder
@@ -121,11 +132,8 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
         self, request: pb.ListPermittedDecisionsRequest, context: grpc.ServicerContext
     ) -> pb.ListPermittedDecisionsResponse:
         policies = self._holder.current()
-        policy = policies.councils.get(request.council)
-        if policy is not None:
-            _convert.check_declared_kinds(policy, request.context)
         actor = _convert.actor_from_proto(request.actor)
-        facts, area, grant = _convert.context_from_proto(request.context)
+        facts, area, grant = _typed_context(policies, request.council, request.context)
         when = _convert.time_from_proto(request, "decision_time")
         found = permitted_decisions(policies, request.council, actor, facts, area, grant, when)
         return _convert.permitted_to_proto(found, policies.version, when or _convert.now())
@@ -134,10 +142,7 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
         self, request: pb.ListAuthorisersRequest, context: grpc.ServicerContext
     ) -> pb.ListAuthorisersResponse:
         policies = self._holder.current()
-        policy = policies.councils.get(request.council)
-        if policy is not None:
-            _convert.check_declared_kinds(policy, request.context)
-        facts, area, grant = _convert.context_from_proto(request.context)
+        facts, area, grant = _typed_context(policies, request.council, request.context)
         when = _convert.time_from_proto(request, "decision_time")
         found = who_may_decide(
             policies, request.council, request.decision, facts, area, grant, when
@@ -151,10 +156,7 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
         self, request: pb.NotificationsRequest, context: grpc.ServicerContext
     ) -> pb.NotificationsResponse:
         policies = self._holder.current()
-        policy = policies.councils.get(request.council)
-        if policy is not None:
-            _convert.check_declared_kinds(policy, request.context)
-        facts, area, grant = _convert.context_from_proto(request.context)
+        facts, area, grant = _typed_context(policies, request.council, request.context)
         if area or grant is not None:
             field = "context.service_area" if area else "context.grant"
             raise InvalidArgument(field, "does not apply to a notification")

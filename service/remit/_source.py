@@ -15,6 +15,7 @@ import importlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +42,55 @@ class SourceStatus:
     detail: str = ""
 
 
+class StatusBoard:
+    """A source's status behind a lock: read as a snapshot, changed in one step."""
+
+    def __init__(self, status: SourceStatus) -> None:
+        self._status = status
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> SourceStatus:
+        with self._lock:
+            return SourceStatus(**vars(self._status))
+
+    def update(self, **changes: object) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self._status, key, value)
+
+    def swapped(self, version: str, origin: str) -> None:
+        """A new version is in force."""
+        with self._lock:
+            s = self._status
+            s.version, s.origin, s.last_reload, s.detail = version, origin, time.time(), ""
+            s.reloads += 1
+
+    def refused(self, detail: str) -> None:
+        """A version was refused; the last good one stays."""
+        with self._lock:
+            self._status.refused += 1
+            self._status.detail = detail
+
+
+class Background:
+    """One daemon thread running ``target`` until ``stop()``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, target: Callable[[], None]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=target, name=self.name, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
 class PolicySource(Protocol):
     holder: PolicyHolder
 
@@ -64,26 +114,20 @@ class LocalSource:
     def __init__(self, directory: Path, watch_seconds: float = 0.0) -> None:
         self.directory = directory
         self.holder = PolicyHolder(load_dir(directory))  # fails loudly at start
-        self._status = SourceStatus(self.holder.current().version, "local")
+        self._board = StatusBoard(SourceStatus(self.holder.current().version, "local"))
         self._digest = _manifest_digest(directory)
         self._watch_seconds = watch_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._loop = Background("remit-watch")
 
     def start(self) -> None:
-        if self._watch_seconds > 0 and self._thread is None:
-            self._thread = threading.Thread(target=self._watch, name="remit-watch", daemon=True)
-            self._thread.start()
+        if self._watch_seconds > 0:
+            self._loop.start(self._watch)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._loop.stop()
 
     def status(self) -> SourceStatus:
-        with self._lock:
-            return SourceStatus(**vars(self._status))
+        return self._board.snapshot()
 
     def reload(self) -> bool:
         """Load the directory again; swap if it verifies. Returns True on a swap."""
@@ -96,23 +140,17 @@ class LocalSource:
             log.error(
                 "refused new local policy: %s (keeping %s)", exc, self.holder.current().version
             )
-            with self._lock:
-                self._status.refused += 1
-                self._status.detail = f"refused: {exc}"
+            self._board.refused(f"refused: {exc}")
             self._digest = digest
             return False
         self.holder.swap(policies)
         self._digest = digest
-        with self._lock:
-            self._status.version = policies.version
-            self._status.last_reload = time.time()
-            self._status.reloads += 1
-            self._status.detail = ""
+        self._board.swapped(policies.version, "local")
         log.info("policy %s in force (local)", policies.version)
         return True
 
     def _watch(self) -> None:
-        while not self._stop.wait(self._watch_seconds):
+        while not self._loop.stopping.wait(self._watch_seconds):
             try:
                 self.reload()
             except Exception:  # never let the watcher die; the last good version stays
