@@ -615,6 +615,8 @@ def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
         )
     # default deny: explain what the actor's own lines needed, and who could decide
     failed: list[str] = []
+    # a rule limited to several areas is one message listing them, in its first place
+    area_misses: dict[tuple[str, str], tuple[int, list[str]]] = {}
     for candidate in decision.lines:
         if candidate.effect != "allow" or candidate.matching_roles is None:
             continue
@@ -622,14 +624,20 @@ def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
             continue
         rule = policy.rules[candidate.rule]
         if candidate.area != "*" and candidate.area != prep.area:
-            failed.append(
-                f"{_titles(policy, (candidate.role,))} only in {policy.areas[candidate.area].name}"
-                f" ({_council_ref(policy, rule.section)})"
-            )
+            key = (rule.id, candidate.role)
+            if key not in area_misses:
+                area_misses[key] = (len(failed), [])
+                failed.append("")
+            area_misses[key][1].append(policy.areas[candidate.area].name)
             continue
         for msg in _failed(policy, candidate, rule, prep.ctx):
             if msg not in failed:
                 failed.append(msg)
+    for (rule_id, role), (place, names) in area_misses.items():
+        failed[place] = (
+            f"{_titles(policy, (role,))} only in {', '.join(names)}"
+            f" ({_council_ref(policy, policy.rules[rule_id].section)})"
+        )
     auth = authorisers(prep)
     reason = f"{_titles(policy, prep.roles)} may not take this decision ({what})"
     if failed:
