@@ -209,4 +209,5 @@ def test_generated_hostile_requests(policies: PolicySet, served: Served) -> None
     assert sum(seen.values()) >= EXAMPLES
     assert min(seen.values()) > 0, seen  # the generator reached allows, denies and refusals
     grown_mb = _rss_mb(served.pid) - rss_after_warmup[0]
+    print(f"server RSS after warm-up {rss_after_warmup[0]:.1f} MB, grew {grown_mb:.2f} MB")
     assert grown_mb < 16, f"server RSS grew {grown_mb:.1f} MB over {EXAMPLES} junk requests"
