@@ -198,3 +198,27 @@ def test_schema_timescales_are_the_ones_due_times_understand() -> None:
 
     schema = json.loads((ROOT / "service/remit/schema/scheme.schema.json").read_text())
     assert schema["$defs"]["timescale"]["pattern"] == _due.PATTERN
+
+
+def test_has_all_requires_every_named_post(tmp_path: Path) -> None:
+    text = (
+        (SCHEMES / "torbay.yaml")
+        .read_text()
+        .replace(
+            "concurring_roles: {has: head_of_finance}",
+            "concurring_roles: {has_all: [head_of_finance, assistant_director]}",
+        )
+    )
+    schemes = _scratch(tmp_path, text, name="torbay")
+    files = _compiler.compile_all(schemes, SOURCES)
+    policy = files["torbay/policy.csv"].decode()
+    assert (
+        "amount_pence>100000 & amount_pence<=500000 & concurring_roles has head_of_finance"
+        " & concurring_roles has assistant_director, allow, 30, 2.5-director"
+    ) in policy
+    bad = text.replace(
+        "{has_all: [head_of_finance, assistant_director]}", "{has_all: [head_of_finance, wizard]}"
+    )
+    (schemes / "torbay.yaml").write_text(bad)
+    with pytest.raises(CompileError, match="unknown role 'wizard'"):
+        _compiler.compile_all(schemes, SOURCES)

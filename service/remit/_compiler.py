@@ -474,6 +474,17 @@ class _Compiler:
                 dict(spec_value) if isinstance(spec_value, dict) else {"is": spec_value}
             )
             for key, raw in tests.items():
+                if key == "has_all":  # every one of these posts: one `has` term each
+                    if spec.type is not FactType.ROLES:
+                        self.col.add(
+                            fpath, f"'has_all' does not apply to {spec.type.value} fact {fid!r}"
+                        )
+                        continue
+                    for role in raw:
+                        value = self._value(spec, "has", role, fpath)
+                        if value is not None:
+                            yield Term(fid, "has", value)
+                    continue
                 op = YAML_OPERATORS[key]
                 if op not in OPERATORS_FOR_TYPE[spec.type]:
                     self.col.add(fpath, f"{key!r} does not apply to {spec.type.value} fact {fid!r}")
