@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -21,3 +23,13 @@ def test_proto_stubs_are_up_to_date() -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_proto_is_buf_lint_clean() -> None:
+    buf = ROOT / ".tools" / "node_modules" / ".bin" / "buf"
+    if not buf.exists():
+        pytest.skip("buf is not installed (scripts/test installs it with npm)")
+    out = subprocess.run(
+        [str(buf), "lint", "proto"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
