@@ -24,6 +24,7 @@ import contextvars
 import hashlib
 import hmac
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import yaml
 from remit._errors import RequestError
 
 log = logging.getLogger("remit.access")
+_COUNCIL_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class PermissionDenied(RequestError):
@@ -57,7 +59,9 @@ def check_council(council: str, field: str = "council") -> None:
     """Raise PermissionDenied unless the current caller may query ``council``."""
     caller = CALLER.get()
     if not caller.may(council):
-        log.warning("permission denied: %s asked about council %r", caller.identity, council[:64])
+        # a request's text reaches the log only when it has the shape of a council id
+        shown = council if _COUNCIL_ID.fullmatch(council) else "(not a council id)"
+        log.warning("permission denied: %s asked about council %s", caller.identity, shown)
         raise PermissionDenied(
             field, f"caller {caller.identity!r} may not query council {council!r}"
         )
