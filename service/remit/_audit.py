@@ -398,19 +398,3 @@ def sink_from_spec(spec: str) -> Sink:
         url = url.removeprefix("redis:") if url.startswith("redis:redis") else url
         return RedisStreamSink(url, stream or "remit:audit")
     raise ValueError(f"audit sink {spec!r}: stdout, file:PATH or redis:URL")
-
-
-def log_from_env() -> AuditLog:
-    """REMIT_AUDIT_SINK, REMIT_AUDIT_MODE (strict | best-effort), REMIT_AUDIT_HMAC_KEY (hex)."""
-    key_hex = os.environ.get("REMIT_AUDIT_HMAC_KEY", "")
-    try:
-        key = bytes.fromhex(key_hex) if key_hex else None
-    except ValueError as exc:
-        raise ValueError("REMIT_AUDIT_HMAC_KEY: must be hex") from exc
-    if key is not None and len(key) < 16:
-        raise ValueError("REMIT_AUDIT_HMAC_KEY: at least 16 bytes (32 hex characters)")
-    return AuditLog(
-        sink_from_spec(os.environ.get("REMIT_AUDIT_SINK", "stdout")),
-        os.environ.get("REMIT_AUDIT_MODE", "strict"),
-        Pseudonymiser(key),
-    )
