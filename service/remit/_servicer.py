@@ -109,6 +109,8 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
         self, request_iterator: Iterator[pb.AuthoriseStreamRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.AuthoriseStreamResponse]:
         for message in request_iterator:
+            if not context.is_active():  # cancelled or past its deadline: stop deciding
+                return
             if len(message.items) > self._batch_limit:
                 results = [
                     pb.BatchResult(
