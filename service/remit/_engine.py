@@ -596,6 +596,21 @@ def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
             reason = (
                 f"{_titles(policy, prep.roles)} may not take this decision ({what}) under {ref}."
             )
+        # why an exception to this prohibition, open to the actor, did not apply
+        failed: list[str] = []
+        for candidate in decision.lines:
+            exception = policy.rules[candidate.rule]
+            if exception.exception_to != rule.id or candidate.matching_roles is None:
+                continue
+            if not (candidate.matching_roles & prep.roles):
+                continue
+            if candidate.area != "*" and candidate.area != prep.area:
+                continue
+            for msg in _failed(policy, candidate, exception, prep.ctx):
+                if msg not in failed:
+                    failed.append(msg)
+        if failed:
+            reason = reason[:-1] + f"; the exception does not apply: {failed[0]}."
         auth = authorisers(prep)
         return Answer(
             False,
@@ -604,7 +619,7 @@ def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
             citation,
             (),
             auth,
-            (),
+            tuple(failed),
             rule.decided_outside,
             version,
             decision_id,
@@ -614,7 +629,7 @@ def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
             prep.area,
         )
     # default deny: explain what the actor's own lines needed, and who could decide
-    failed: list[str] = []
+    failed = []
     # a rule limited to several areas is one message listing them, in its first place
     area_misses: dict[tuple[str, str], tuple[int, list[str]]] = {}
     for candidate in decision.lines:
