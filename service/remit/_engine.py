@@ -315,8 +315,20 @@ def _typed(policy: CouncilPolicy, spec: FactSpec, field_name: str, value: FactVa
     return value
 
 
+def in_area(line: Line, area: str) -> bool:
+    return line.area == "*" or line.area == area
+
+
+def names_actor(line: Line, roles: frozenset[str]) -> bool:
+    """A line naming a post these roles hold or are senior to (not an ``anyone`` line)."""
+    return line.matching_roles is not None and bool(line.matching_roles & roles)
+
+
 def first_match(prep: Prepared) -> Line | None:
-    """The deciding line: first in priority order whose area, role and condition match."""
+    """The deciding line: first in priority order whose area, role and condition match.
+
+    The hot path: the area and role tests are written out here rather than calling
+    in_area / names_actor (an ``anyone`` line matches every actor)."""
     for line in prep.decision.lines:
         if line.area != "*" and line.area != prep.area:
             continue
@@ -405,11 +417,9 @@ def missing_facts(prep: Prepared, req: Request) -> tuple[str, ...]:
     or exception open to this actor failed: the facts the rule needed but did not get."""
     out: dict[str, None] = {}
     for line in prep.decision.lines:
-        if line.effect != "allow" or line.matching_roles is None:
+        if line.effect != "allow" or not names_actor(line, prep.roles):
             continue
-        if not (line.matching_roles & prep.roles):
-            continue
-        if line.area != "*" and line.area != prep.area:
+        if not in_area(line, prep.area):
             continue
         for term in line.cond:
             if term.fact in req.facts or term.fact in ACTOR_FACTS or term.holds(prep.ctx):
@@ -482,11 +492,6 @@ def _failed(
     return out
 
 
-def summary(policy: CouncilPolicy, line: Line) -> str:
-    """The line's condition in plain words (precomputed at load)."""
-    return line.summary
-
-
 def _steps(rule: Rule) -> frozenset[str]:
     """Facts an authoriser satisfies by acting (preconditions, agreements), not case facts."""
     return frozenset(
@@ -494,7 +499,8 @@ def _steps(rule: Rule) -> frozenset[str]:
     )
 
 
-def _holds_ignoring(line: Line, ctx: Mapping[str, FactValue], skip: frozenset[str]) -> bool:
+def holds_ignoring(line: Line, ctx: Mapping[str, FactValue], skip: frozenset[str]) -> bool:
+    """Whether every term of the line holds, leaving out the facts in ``skip``."""
     return all(t.holds(ctx) for t in line.cond if t.fact not in skip)
 
 
@@ -521,8 +527,7 @@ def authorisers(prep: Prepared, known: frozenset[str] | None = None) -> tuple[Au
     ]
     for role in dict.fromkeys(candidates):
         for line in prep.decision.lines:
-            area = prep.area or (line.area if line.area != "*" else "")
-            if line.area != "*" and line.area != area:
+            if not in_area(line, prep.area or line.area):
                 continue
             if line.matching_roles is not None and role not in line.matching_roles:
                 continue
@@ -530,7 +535,7 @@ def authorisers(prep: Prepared, known: frozenset[str] | None = None) -> tuple[Au
                 continue  # list each post for its own row, not for a junior post's
             steps = _steps(policy.rules[line.rule])
             skip = open_terms(line, policy.rules[line.rule], known)
-            if not _holds_ignoring(line, prep.ctx, skip):
+            if not holds_ignoring(line, prep.ctx, skip):
                 continue
             # a line resting on case facts the request leaves open may not apply: an allow
             # is kept only until a settled line is found; an open prohibition is passed over
@@ -538,7 +543,7 @@ def authorisers(prep: Prepared, known: frozenset[str] | None = None) -> tuple[Au
             if line.effect == "allow" and (settled or role not in found):
                 rule = policy.rules[line.rule]
                 found[role] = Authoriser(
-                    role, policy.roles[role].title, rule.id, rule.section, summary(policy, line)
+                    role, policy.roles[role].title, rule.id, rule.section, line.summary
                 )
             if settled:
                 break
@@ -564,7 +569,7 @@ def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
         ref = _council_ref(policy, rule.section)
         if line.effect == "allow":
             matched = sorted(prep.roles & (line.matching_roles or prep.roles))[0]
-            cond = summary(policy, line)
+            cond = line.summary
             reason = f"{policy.roles[matched].title} may take this decision ({what}) under {ref}"
             if line.role != matched:
                 reason += f", which names the {policy.roles[line.role].title} as the minimum level"
@@ -600,11 +605,9 @@ def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
         failed: list[str] = []
         for candidate in decision.lines:
             exception = policy.rules[candidate.rule]
-            if exception.exception_to != rule.id or candidate.matching_roles is None:
+            if exception.exception_to != rule.id or not names_actor(candidate, prep.roles):
                 continue
-            if not (candidate.matching_roles & prep.roles):
-                continue
-            if candidate.area != "*" and candidate.area != prep.area:
+            if not in_area(candidate, prep.area):
                 continue
             for msg in _failed(policy, candidate, exception, prep.ctx):
                 if msg not in failed:
@@ -633,12 +636,10 @@ def answer(version: str, prep: Prepared, line: Line | None) -> Answer:
     # a rule limited to several areas is one message listing them, in its first place
     area_misses: dict[tuple[str, str], tuple[int, list[str]]] = {}
     for candidate in decision.lines:
-        if candidate.effect != "allow" or candidate.matching_roles is None:
-            continue
-        if not (candidate.matching_roles & prep.roles):
+        if candidate.effect != "allow" or not names_actor(candidate, prep.roles):
             continue
         rule = policy.rules[candidate.rule]
-        if candidate.area != "*" and candidate.area != prep.area:
+        if not in_area(candidate, prep.area):
             key = (rule.id, candidate.role)
             if key not in area_misses:
                 area_misses[key] = (len(failed), [])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from remit._conditions import FactValue, Term
+from remit._conditions import FactValue
 from remit._engine import (
     Actor,
     Authoriser,
@@ -23,7 +23,10 @@ from remit._engine import (
     council_policy,
     decision_of,
     describe_term,
+    holds_ignoring,
+    in_area,
     known_facts,
+    names_actor,
     open_terms,
     validate_actor,
     validate_service_area,
@@ -54,10 +57,6 @@ def _describe_open(policy: CouncilPolicy, line: Line, open_facts: frozenset[str]
     return "; ".join(words)
 
 
-def _holds(terms: tuple[Term, ...], ctx: dict[str, FactValue], skip: frozenset[str]) -> bool:
-    return all(t.holds(ctx) for t in terms if t.fact not in skip)
-
-
 def _permitted_one(policy: CouncilPolicy, decision: Decision, req: Request) -> Permitted | None:
     try:
         area = _effective_area(policy, decision, req)
@@ -70,13 +69,13 @@ def _permitted_one(policy: CouncilPolicy, decision: Decision, req: Request) -> P
     first_rule = ""
     obligations: tuple[Obligation, ...] = ()
     for line in decision.lines:
-        if line.area != "*" and line.area != area:
+        if not in_area(line, area):
             continue
-        if line.matching_roles is not None and not (line.matching_roles & roles):
+        if line.matching_roles is not None and not names_actor(line, roles):
             continue
         rule = policy.rules[line.rule]
         unsettled = open_terms(line, rule, known)
-        if not _holds(line.cond, ctx, unsettled):
+        if not holds_ignoring(line, ctx, unsettled):
             continue
         settled = not any(t.fact in unsettled for t in line.cond)
         if line.effect == "deny":

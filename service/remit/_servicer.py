@@ -21,7 +21,7 @@ from remit._errors import InvalidArgument, NotFound, RequestError
 from remit._holder import PolicyHolder
 from remit._interceptors import check_message, status_code
 from remit._notify import Notice, implied, notifications
-from remit._policy import PolicySet
+from remit._policy import CouncilPolicy, PolicySet
 from remit._queries import permitted_decisions, who_may_decide
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
@@ -31,11 +31,25 @@ log = logging.getLogger("remit.server")
 DEFAULT_BATCH_LIMIT = 100
 
 
+def _checked_kinds(policies: PolicySet, council: str, context: pb.Context) -> CouncilPolicy | None:
+    """The council's policy, once its scheme facts are checked against their declared kinds
+    (an unknown council is left to the engine, which names the field)."""
+    policy = policies.councils.get(council)
+    if policy is not None:
+        _convert.check_declared_kinds(policy, context)
+    return policy
+
+
+def _item_error(correlation_id: str, exc: RequestError) -> pb.BatchResult:
+    return pb.BatchResult(
+        correlation_id=correlation_id,
+        error=pb.ItemError(code=status_code(exc), message=str(exc), field=exc.field),
+    )
+
+
 def authorise(policies: PolicySet, request: pb.AuthoriseRequest) -> pb.AuthoriseResponse:
     req = _convert.request_from_proto(request)
-    policy = policies.councils.get(request.council)
-    if policy is not None:
-        _convert.check_declared_kinds(policy, request.context)
+    policy = _checked_kinds(policies, request.council, request.context)
     host = None
     if request.HasField("host"):  # host records, mapped per council (adapters package)
         from adapters._grpc import add_mapped, apply_host
@@ -61,9 +75,7 @@ def authorise_item(policies: PolicySet, item: pb.BatchItem) -> pb.BatchResult:
         check_council(item.request.council)
         result.response.CopyFrom(authorise(policies, item.request))
     except RequestError as exc:
-        result.error.CopyFrom(
-            pb.ItemError(code=status_code(exc), message=str(exc), field=exc.field)
-        )
+        return _item_error(item.correlation_id, exc)
     except Exception:
         log.exception("internal error in batch item")
         result.error.CopyFrom(
@@ -76,9 +88,7 @@ def _typed_context(
     policies: PolicySet, council: str, context: pb.Context
 ) -> tuple[dict[str, FactValue], str, Grant | None]:
     """The request context as typed facts, scheme facts checked against their declared kinds."""
-    policy = policies.councils.get(council)
-    if policy is not None:
-        _convert.check_declared_kinds(policy, context)
+    _checked_kinds(policies, council, context)
     return _convert.context_from_proto(context)
 
 
@@ -92,14 +102,17 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
     ) -> pb.AuthoriseResponse:
         return authorise(self._holder.current(), request)  # one version for the request
 
-    def _check_batch(self, items: int) -> None:
+    def _too_many(self, items: int) -> InvalidArgument | None:
         if items > self._batch_limit:
-            raise InvalidArgument("items", f"at most {self._batch_limit} items per message")
+            return InvalidArgument("items", f"at most {self._batch_limit} items per message")
+        return None
 
     def AuthoriseBatch(
         self, request: pb.AuthoriseBatchRequest, context: grpc.ServicerContext
     ) -> pb.AuthoriseBatchResponse:
-        self._check_batch(len(request.items))
+        too_many = self._too_many(len(request.items))
+        if too_many is not None:
+            raise too_many
         policies = self._holder.current()  # the whole batch under one version
         return pb.AuthoriseBatchResponse(
             results=[authorise_item(policies, item) for item in request.items]
@@ -111,18 +124,9 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
         for message in request_iterator:
             if not context.is_active():  # cancelled or past its deadline: stop deciding
                 return
-            if len(message.items) > self._batch_limit:
-                results = [
-                    pb.BatchResult(
-                        correlation_id=item.correlation_id,
-                        error=pb.ItemError(
-                            code=code_pb2.INVALID_ARGUMENT,
-                            message=f"items: at most {self._batch_limit} items per message",
-                            field="items",
-                        ),
-                    )
-                    for item in message.items
-                ]
+            too_many = self._too_many(len(message.items))
+            if too_many is not None:  # the whole message is refused, item by item
+                results = [_item_error(item.correlation_id, too_many) for item in message.items]
                 yield pb.AuthoriseStreamResponse(results=results)
                 continue
             policies = self._holder.current()  # each message under one version
