@@ -28,7 +28,7 @@ import queue
 import secrets
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -346,17 +346,20 @@ class MemorySink:
         return [json.loads(line) for line in self.lines]
 
 
+def parse_lines(texts: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, parsed entry or None, raw text) for each logged line."""
+    for n, text in enumerate(texts, 1):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        yield n, value if isinstance(value, dict) else None, text
+
+
 def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-    """(line number, parsed entry or None, raw text) for each line of a log file."""
+    """``parse_lines`` over a log file."""
     with path.open("rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            text = raw.decode("utf-8", errors="replace").rstrip("\n")
-            try:
-                value = json.loads(text)
-            except ValueError:
-                yield n, None, text
-                continue
-            yield n, value if isinstance(value, dict) else None, text
+        yield from parse_lines(raw.decode("utf-8", errors="replace").rstrip("\n") for raw in fh)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from remit._audit import RedisStreamSink, read_lines, verify_lines
+from remit._audit import RedisStreamSink, parse_lines, read_lines, verify_lines
 
 EXIT_BROKEN = 1
 EXIT_USAGE = 2
@@ -16,17 +16,7 @@ EXIT_USAGE = 2
 def _verify(args: argparse.Namespace) -> int:
     if args.redis_url:
         sink = RedisStreamSink(args.redis_url, args.stream)
-        import json
-
-        def numbered() -> Any:
-            for n, text in enumerate(sink.entries(), 1):
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    value = None
-                yield n, value if isinstance(value, dict) else None, text
-
-        result = verify_lines(numbered())
+        result = verify_lines(parse_lines(sink.entries()))
         where = f"stream {args.stream}"
     elif args.file:
         path = Path(args.file)
