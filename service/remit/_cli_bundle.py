@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +28,31 @@ def _store(args: argparse.Namespace) -> BundleStore:
     return BundleStore.from_url(url, args.prefix)
 
 
+def _failures(
+    command: str, action: Callable[[argparse.Namespace], int]
+) -> Callable[[argparse.Namespace], int]:
+    """Refused bundles exit 4, Redis faults exit 6, each with one line on stderr."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return action(args)
+        except PolicyError as exc:
+            print(f"remit {command}: refused: {exc}", file=sys.stderr)
+            return EXIT_POLICY
+        except redis.RedisError as exc:
+            print(f"remit {command}: Redis: {exc}", file=sys.stderr)
+            return EXIT_REDIS
+
+    return run
+
+
 def _publish(args: argparse.Namespace) -> int:
     directory = Path(args.policy_dir) if args.policy_dir else _paths.generated_dir()
-    try:
-        bundle = from_directory(directory)
-        store = _store(args)
-        key = args.signing_key or os.environ.get("REMIT_BUNDLE_SIGNING_KEY", "")
-        signer = Signer.from_file(Path(key)) if key else None
-        store.publish(bundle, keep=args.keep, signer=signer)
-    except PolicyError as exc:
-        print(f"remit publish: refused: {exc}", file=sys.stderr)
-        return EXIT_POLICY
-    except redis.RedisError as exc:
-        print(f"remit publish: Redis: {exc}", file=sys.stderr)
-        return EXIT_REDIS
+    bundle = from_directory(directory)
+    store = _store(args)
+    key = args.signing_key or os.environ.get("REMIT_BUNDLE_SIGNING_KEY", "")
+    signer = Signer.from_file(Path(key)) if key else None
+    store.publish(bundle, keep=args.keep, signer=signer)
     signed = "signed, " if signer else ""
     print(
         f"published and activated {bundle.version} "
@@ -50,41 +62,30 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    try:
-        store = _store(args)
-        if args.version not in store.history():
-            print(f"remit rollback: {args.version} is not in the kept history", file=sys.stderr)
-            return EXIT_POLICY
-        store.activate(args.version)
-    except PolicyError as exc:
-        print(f"remit rollback: refused: {exc}", file=sys.stderr)
+    store = _store(args)
+    if args.version not in store.history():
+        print(f"remit rollback: {args.version} is not in the kept history", file=sys.stderr)
         return EXIT_POLICY
-    except redis.RedisError as exc:
-        print(f"remit rollback: Redis: {exc}", file=sys.stderr)
-        return EXIT_REDIS
+    store.activate(args.version)
     print(f"activated {args.version}")
     return 0
 
 
 def _bundles(args: argparse.Namespace) -> int:
-    try:
-        store = _store(args)
-        active = store.active()
-        rows: list[dict[str, Any]] = []
-        for version in store.history():
-            raw = store.r.get(store.key("bundle", version, "manifest"))
-            manifest = json.loads(raw) if isinstance(raw, bytes) else {}
-            rows.append(
-                {
-                    "version": version,
-                    "active": version == active,
-                    "created": manifest.get("created"),
-                    "councils": manifest.get("councils", []),
-                }
-            )
-    except redis.RedisError as exc:
-        print(f"remit bundles: Redis: {exc}", file=sys.stderr)
-        return EXIT_REDIS
+    store = _store(args)
+    active = store.active()
+    rows: list[dict[str, Any]] = []
+    for version in store.history():
+        raw = store.r.get(store.key("bundle", version, "manifest"))
+        manifest = json.loads(raw) if isinstance(raw, bytes) else {}
+        rows.append(
+            {
+                "version": version,
+                "active": version == active,
+                "created": manifest.get("created"),
+                "councils": manifest.get("councils", []),
+            }
+        )
     print(json.dumps({"active": active, "history": rows}, indent=2))
     return 0
 
@@ -103,13 +104,13 @@ def register(sub: Any) -> None:
         default="",
         help="Ed25519 private key PEM (default: $REMIT_BUNDLE_SIGNING_KEY)",
     )
-    p.set_defaults(func=_publish)
+    p.set_defaults(func=_failures("publish", _publish))
 
     r = sub.add_parser("rollback", help="make an earlier published version active again")
     common(r)
     r.add_argument("version")
-    r.set_defaults(func=_rollback)
+    r.set_defaults(func=_failures("rollback", _rollback))
 
     b = sub.add_parser("bundles", help="list published versions and the active one")
     common(b)
-    b.set_defaults(func=_bundles)
+    b.set_defaults(func=_failures("bundles", _bundles))
