@@ -13,8 +13,6 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from remit._audit import MemorySink
 from remit._policy import PolicySet
 from remit.v1 import remit_pb2 as pb
@@ -29,6 +27,7 @@ from tests._hosts import (
     records,
     scenario,
 )
+from tests.grpc_errors import bad_request
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,17 +45,6 @@ def _personal(recs: list[dict[str, Any]]) -> list[str]:
             if value:
                 out.append(str(value)[:10] if key in ("BIRTH_DTTM", "DOB") else str(value))
     return out
-
-
-def _bad_request(err: grpc.RpcError) -> error_details_pb2.BadRequest.FieldViolation:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            out = error_details_pb2.BadRequest()
-            detail.Unpack(out)
-            return out.field_violations[0]
-    raise AssertionError("no BadRequest detail")
 
 
 @pytest.mark.parametrize("system", SYSTEMS)
@@ -114,7 +102,7 @@ def _refusal(channel: grpc.Channel, request: pb.AuthoriseRequest) -> tuple[grpc.
     with pytest.raises(grpc.RpcError) as info:
         _stub(channel).Authorise(request, timeout=5)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    return info.value, _bad_request(info.value)
+    return info.value, bad_request(info.value).field_violations[0]
 
 
 def _epo(policies: PolicySet) -> dict[str, Any]:

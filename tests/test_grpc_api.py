@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 from remit._audit import MemorySink
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
+
+from tests.grpc_errors import bad_request
 
 
 def _authorise(channel: grpc.Channel, **kwargs: object) -> pb.AuthoriseResponse:
@@ -20,17 +20,6 @@ def _authorise(channel: grpc.Channel, **kwargs: object) -> pb.AuthoriseResponse:
 
 def _tm() -> pb.Actor:
     return pb.Actor(id="tm-0001", roles=["team_manager"])
-
-
-def _bad_request(err: grpc.RpcError) -> error_details_pb2.BadRequest:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            out = error_details_pb2.BadRequest()
-            detail.Unpack(out)
-            return out
-    raise AssertionError("no BadRequest detail")
 
 
 def test_epo_by_team_manager_is_denied_naming_head_of_service(channel: grpc.Channel) -> None:
@@ -231,7 +220,7 @@ def test_bad_requests_name_the_field_and_never_allow(
         _authorise(channel, **kwargs)
     err = info.value
     assert err.code() == code, err.details()
-    violations = _bad_request(err).field_violations
+    violations = bad_request(err).field_violations
     assert [v.field for v in violations] == [field]
     assert field in err.details()
 
