@@ -11,7 +11,7 @@ Mapping tables: ``adapters/mappings/<council>/<system>.yaml`` (JSON Schema
 
 Exception tree::
 
-    RemitError (remit._errors)
+    RemitError (remit.model.errors)
     ├── RequestError
     │   └── InvalidArgument     unmapped value (names the value, council and mapping file),
     │                           unknown system/table, missing or malformed field,

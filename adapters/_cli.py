@@ -11,8 +11,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from remit._engine import Answer, Request
-from remit._errors import InvalidArgument
+from remit.engine.evaluate import Answer
+from remit.model.errors import InvalidArgument
+from remit.model.request import Request
 
 from adapters._core import HostMapping, Mapped, Record, apply, casenote_codes
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from remit._conditions import FactValue
-from remit._engine import Actor, Request
-from remit._errors import InvalidArgument
-from remit._facts import LEGAL_STATUS_GROUPS
+from remit.model.conditions import FactValue
+from remit.model.errors import InvalidArgument
+from remit.model.facts import LEGAL_STATUS_GROUPS
+from remit.model.request import Actor, Request
 
 from adapters import _tables
 from adapters._tables import Concept, Entry, Tables

@@ -1,6 +1,6 @@
 """Errors of the adapters.
 
-Exception tree (remit's, see :mod:`remit._errors`)::
+Exception tree (remit's, see :mod:`remit.model.errors`)::
 
     RemitError
     ├── RequestError
@@ -20,7 +20,7 @@ and is INTERNAL over gRPC (never an answer) and exit 3 from ``remit check``.
 
 from __future__ import annotations
 
-from remit._errors import Problem, RemitError
+from remit.model.errors import Problem, RemitError
 
 
 class MappingFileError(RemitError):

@@ -4,7 +4,7 @@ the mapped values into the response. Kept here so the servicer change stays one 
 from __future__ import annotations
 
 from google.protobuf import json_format
-from remit._engine import Request
+from remit.model.request import Request
 from remit.v1 import remit_pb2 as pb
 
 from adapters._core import HostMapping, Record, apply, casenote_codes

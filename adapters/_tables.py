@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from remit import _yaml
-from remit._errors import Problem
-from remit._facts import LEGAL_STATUS_GROUPS, WELL_KNOWN
+from remit.model import yamldoc as _yaml
+from remit.model.errors import Problem
+from remit.model.facts import LEGAL_STATUS_GROUPS, WELL_KNOWN
 
 from adapters._errors import MappingFileError
 from adapters._normalise import normalise

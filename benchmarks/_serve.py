@@ -33,13 +33,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from benchmarks._synthetic import bump_version
 
-MAX_WORKERS = 16  # as remit._server.Deps
+MAX_WORKERS = 16  # as remit.server.serve.Deps
 OPTIONS = [("grpc.max_receive_message_length", 64 * 1024), ("grpc.so_reuseport", 0)]
 
 
 def _null_log() -> Any:
     """The decision log switched off: no entry is built or written."""
-    from remit._audit import AuditLog, MemorySink, Pseudonymiser
+    from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
 
     class NullLog(AuditLog):
         def write_decision(self, *args: Any, **kwargs: Any) -> None:
@@ -111,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "echo":
         server, port = _echo_server(Path(args.echo_map))
     else:
-        from remit._audit import AuditLog, Pseudonymiser, StreamSink
-        from remit._server import Deps, create_server
-        from remit._source import LocalSource
+        from remit.audit.log import AuditLog, Pseudonymiser, StreamSink
+        from remit.distribution.source import LocalSource
+        from remit.server.serve import Deps, create_server
 
-        logging.basicConfig(  # as remit._server.serve_forever
+        logging.basicConfig(  # as remit.server.serve.serve_forever
             level=logging.INFO,
             filename=args.log_file or None,
             format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -43,13 +43,14 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from remit._boundaries import contexts
-from remit._engine import Actor, Prepared, Request, decide, first_match, prepare
-from remit._errors import RequestError
-from remit._interceptors import check_message
-from remit._policy import PolicySet, load_dir
-from remit._reference import ReferenceEvaluator
-from remit._servicer import authorise
+from remit.engine.evaluate import Prepared, decide, first_match, prepare
+from remit.model.errors import RequestError
+from remit.model.policy import PolicySet, load_dir
+from remit.model.request import Actor, Request
+from remit.server.interceptors import check_message
+from remit.server.servicers import authorise
+from remit.tools.boundaries import contexts
+from remit.tools.reference import ReferenceEvaluator
 from remit.v1 import remit_pb2 as pb
 
 from benchmarks._synthetic import real_councils, write_councils

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
-from remit._policy import PolicySet
+from remit.model.policy import PolicySet
 from remit.v1 import remit_pb2 as pb
 
 HOSTS = Path(__file__).resolve().parent / "fixtures" / "hosts"

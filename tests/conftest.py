@@ -7,10 +7,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from remit._audit import AuditLog, MemorySink, Pseudonymiser
-from remit._holder import PolicyHolder
-from remit._policy import PolicySet, load_dir
-from remit._server import Deps, create_server
+from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+from remit.distribution.holder import PolicyHolder
+from remit.model.policy import PolicySet, load_dir
+from remit.server.serve import Deps, create_server
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "policies" / "generated"

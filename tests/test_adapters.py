@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from remit._engine import Actor, Request, decide
-from remit._errors import InvalidArgument
-from remit._policy import PolicySet
-from remit._testing import build_request
+from remit.engine.evaluate import decide
+from remit.model.errors import InvalidArgument
+from remit.model.policy import PolicySet
+from remit.model.request import Actor, Request
+from remit.tools.suites import build_request
 
 import adapters
 from adapters import MappingFileError, lcs, paris

@@ -13,8 +13,8 @@ from typing import Any
 
 import grpc
 import pytest
-from remit._audit import MemorySink
-from remit._policy import PolicySet
+from remit.audit.log import MemorySink
+from remit.model.policy import PolicySet
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from remit._engine import Actor, Request, decide
-from remit._policy import PolicySet, load_dir
+from remit.engine.evaluate import decide
+from remit.model.policy import PolicySet, load_dir
+from remit.model.request import Actor, Request
 
 from benchmarks._synthetic import bump_version, write_councils
 from tests.conftest import GENERATED

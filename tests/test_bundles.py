@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from remit import _compiler
-from remit._bundle import BundleStore, files_version, from_directory, hierarchy_of
-from remit._engine import Actor, Request, decide
-from remit._errors import PolicyError
-from remit._policy import load_dir
-from remit._replica import RedisSource
+from remit.compiler import build as _compiler
+from remit.distribution.bundle import BundleStore, files_version, from_directory, hierarchy_of
+from remit.distribution.replica import RedisSource
+from remit.engine.evaluate import decide
+from remit.model.errors import PolicyError
+from remit.model.policy import load_dir
+from remit.model.request import Actor, Request
 
 from tests.conftest import GENERATED, ROOT
 from tests.redis_server import RedisServer, free_port

@@ -133,7 +133,7 @@ def test_serve_subprocess_answers_and_stops_on_sigterm() -> None:
 
 
 def test_serve_binds_loopback_by_default() -> None:
-    from remit import _config
+    from remit import config as _config
 
     assert _config.load(environ={}).address == "127.0.0.1:50051"
 

@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from remit import _compiler
-from remit._errors import CompileError
+from remit.compiler import build as _compiler
+from remit.model.errors import CompileError
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMES = ROOT / "policies" / "schemes"
@@ -194,9 +194,9 @@ def test_decision_may_only_imply_a_known_notification(tmp_path: Path) -> None:
 def test_schema_timescales_are_the_ones_due_times_understand() -> None:
     import json
 
-    from remit import _due
+    from remit.engine import due as _due
 
-    schema = json.loads((ROOT / "service/remit/schema/scheme.schema.json").read_text())
+    schema = json.loads((ROOT / "service/remit/compiler/schema/scheme.schema.json").read_text())
     assert schema["$defs"]["timescale"]["pattern"] == _due.PATTERN
 
 

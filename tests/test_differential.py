@@ -6,16 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from remit._boundaries import contexts
-from remit._conditions import FactValue
-from remit._engine import Actor, Grant, Prepared, Request, decide, first_match, prepare
-from remit._errors import RequestError
-from remit._policy import CouncilPolicy, PolicySet
-from remit._reference import ReferenceEvaluator
+from remit.engine.evaluate import Prepared, decide, first_match, prepare
+from remit.model.conditions import FactValue
+from remit.model.errors import RequestError
+from remit.model.policy import CouncilPolicy, PolicySet
+from remit.model.request import Actor, Grant, Request
+from remit.tools.boundaries import contexts
+from remit.tools.reference import ReferenceEvaluator
 
 
 def _councils() -> list[str]:
-    from remit._policy import load_dir
+    from remit.model.policy import load_dir
 
     from tests.conftest import GENERATED
 

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, date, datetime
 
 import pytest
-from remit import _due
+from remit.engine import due as _due
 
 
 def _utc(*args: int) -> datetime:

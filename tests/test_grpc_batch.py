@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from google.rpc import code_pb2
-from remit._audit import AuditLog, MemorySink, Pseudonymiser
-from remit._holder import PolicyHolder
-from remit._policy import PolicySet
-from remit._server import Deps, create_server
+from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+from remit.distribution.holder import PolicyHolder
+from remit.model.policy import PolicySet
+from remit.server.serve import Deps, create_server
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 

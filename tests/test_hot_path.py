@@ -7,10 +7,10 @@ import json
 import uuid
 
 import pytest
-from remit._engine import new_decision_id
-from remit._errors import PolicyError
-from remit._policy import PolicySet, load_files
-from remit._words import describe
+from remit.engine.evaluate import new_decision_id
+from remit.model.errors import PolicyError
+from remit.model.policy import PolicySet, load_files
+from remit.model.words import describe
 
 from tests.conftest import GENERATED
 

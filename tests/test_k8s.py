@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from remit import _config
+from remit import config as _config
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"

@@ -369,7 +369,7 @@ def test_redis_unreachable_then_back_health_and_metrics_say_so(tmp_path: Path) -
     """Issue 5 faults as an operator sees them: Redis down at start -> serve local and say so
     (health detail, metric); Redis back and a bundle published -> the replica follows it;
     a corrupt bundle -> refused, counted, last good kept."""
-    from remit._bundle import BundleStore, from_directory
+    from remit.distribution.bundle import BundleStore, from_directory
 
     from tests.redis_server import RedisServer
 
@@ -428,7 +428,7 @@ def test_redis_unreachable_then_back_health_and_metrics_say_so(tmp_path: Path) -
 
 
 def test_config_precedence_file_env_flag(tmp_path: Path) -> None:
-    from remit import _config
+    from remit import config as _config
 
     cfg = tmp_path / "remit.toml"
     cfg.write_text('address = "127.0.0.1:7001"\nworkers = 3\nthreads = 8\n')
@@ -501,11 +501,12 @@ def test_tracing_off_by_default_and_console_spans_carry_no_personal_data() -> No
 
 def test_span_attributes_are_a_fixed_list_without_personal_data() -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from remit import _config, _tracing
-    from remit._audit import AuditLog, MemorySink, Pseudonymiser
-    from remit._holder import PolicyHolder
-    from remit._policy import load_dir
-    from remit._server import Deps, create_server
+    from remit import config as _config
+    from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+    from remit.distribution.holder import PolicyHolder
+    from remit.model.policy import load_dir
+    from remit.server import tracing as _tracing
+    from remit.server.serve import Deps, create_server
 
     exporter = InMemorySpanExporter()
     tracing = _tracing.setup(_config.load(environ={}), exporter=exporter)
@@ -560,10 +561,10 @@ def test_span_attributes_are_a_fixed_list_without_personal_data() -> None:
 
 
 def test_health_is_not_serving_until_told() -> None:
-    from remit._audit import AuditLog, MemorySink, Pseudonymiser
-    from remit._holder import PolicyHolder
-    from remit._policy import load_dir
-    from remit._server import Deps, RemitHealth, create_server
+    from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+    from remit.distribution.holder import PolicyHolder
+    from remit.model.policy import load_dir
+    from remit.server.serve import Deps, RemitHealth, create_server
 
     holder = PolicyHolder(load_dir(ROOT / "policies" / "generated"))
     deps = Deps(

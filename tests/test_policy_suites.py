@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from remit import _testing
-from remit._policy import PolicySet
+from remit.model.policy import PolicySet
+from remit.tools import suites as _testing
 
 TESTS = Path(__file__).resolve().parent.parent / "policies" / "tests"
 CASES = list(_testing.iter_cases(TESTS))

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from remit._bundle import BundleStore, from_directory
-from remit._convert import request_from_proto
-from remit._engine import prepare
-from remit._policy import load_dir
-from remit._reference import ReferenceEvaluator
+from remit.distribution.bundle import BundleStore, from_directory
+from remit.engine.evaluate import prepare
+from remit.model.policy import load_dir
+from remit.server.convert import request_from_proto
+from remit.tools.reference import ReferenceEvaluator
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from remit._access import AccessPolicy
-from remit._audit import (
+from remit.audit.log import (
     AuditLog,
     FileSink,
     MemorySink,
@@ -26,12 +25,13 @@ from remit._audit import (
     read_lines,
     verify_lines,
 )
-from remit._bundle import BundleStore, from_directory
-from remit._holder import PolicyHolder
-from remit._policy import PolicySet
-from remit._replica import RedisSource
-from remit._server import Deps, TlsFiles, create_server
-from remit._signing import Signer, Verifier, generate_keypair
+from remit.distribution.bundle import BundleStore, from_directory
+from remit.distribution.holder import PolicyHolder
+from remit.distribution.replica import RedisSource
+from remit.distribution.signing import Signer, Verifier, generate_keypair
+from remit.model.policy import PolicySet
+from remit.server.access import AccessPolicy
+from remit.server.serve import Deps, TlsFiles, create_server
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
@@ -454,7 +454,7 @@ def test_replicas_refuse_unsigned_and_wrongly_signed_bundles(tmp_path: Path) -> 
 
 def test_log_lines_are_the_proto3_json_of_decision_log_entry() -> None:
     """Entries are built as dicts for speed; they must be exactly the message's JSON form."""
-    from remit._audit import to_dict, to_entry
+    from remit.audit.log import to_dict, to_entry
 
     sink = MemorySink()
     log = AuditLog(sink, "strict", Pseudonymiser(b"k" * 32))

@@ -14,10 +14,11 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
-from remit import _matrix
-from remit._engine import Actor, Request, decide
-from remit._policy import PolicySet
-from remit.cli import main
+from remit.cli.main import main
+from remit.engine.evaluate import decide
+from remit.model.policy import PolicySet
+from remit.model.request import Actor, Request
+from remit.tools import matrix as _matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 

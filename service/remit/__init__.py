@@ -1,7 +1,7 @@
 """remit: schemes of delegation for children's social care, compiled to Casbin and served
 over gRPC.
 
-Exception tree (see :mod:`remit._errors`)::
+Exception tree (see :mod:`remit.model.errors`)::
 
     RemitError
     ├── RequestError
@@ -11,7 +11,7 @@ Exception tree (see :mod:`remit._errors`)::
     └── CompileError
 """
 
-from remit._errors import (
+from remit.model.errors import (
     CompileError,
     InvalidArgument,
     NotFound,

@@ -1,0 +1,1 @@
+"""Stage 4, record: the decision log (entries, chains, sinks, verification)."""

@@ -1,0 +1,1 @@
+"""The ``remit`` command line: thin commands over the stages below."""

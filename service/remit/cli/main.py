@@ -1,0 +1,441 @@
+"""The ``remit`` command line: compile, test, check, serve, health.
+
+Exit codes: 0 success; 1 a test or check failed / a decision was denied with ``--exit-code``
+/ ``remit health`` found the service not serving; 2 usage error or invalid configuration
+(the message names the variable); 3 compile errors (or a broken adapters mapping file);
+4 compiled policy stale or unloadable; 5 lint errors (``remit lint``, in
+:mod:`remit.cli.tools` with ``remit diff`` and ``remit matrix``); 6 Redis unreachable
+(``remit publish`` / ``rollback`` / ``bundles``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from adapters._errors import MappingFileError
+from remit.compiler import build as _compiler
+from remit.model import paths as _paths
+from remit.model.errors import CompileError, PolicyError, RequestError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_COMPILE = 3
+EXIT_POLICY = 4
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out) if args.out else _paths.project_root() / "policies" / "generated"
+    try:
+        files = _compiler.compile_all(
+            Path(args.schemes), Path(args.sources), set(args.council) or None
+        )
+    except CompileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"remit compile: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return EXIT_COMPILE
+    if args.check:
+        stale = _compiler.stale(files, out_dir)
+        if stale:
+            for rel in stale:
+                print(f"stale: {out_dir / rel}", file=sys.stderr)
+            print(
+                "remit compile --check: generated policy is stale; run `remit compile`",
+                file=sys.stderr,
+            )
+            return EXIT_POLICY
+        print(f"remit compile --check: {len(files)} files up to date")
+        return 0
+    _compiler.write(files, out_dir)
+    councils = sorted({p.split("/")[0] for p in files if "/" in p})
+    print(f"compiled {len(councils)} council(s) into {out_dir}: {', '.join(councils)}")
+    return 0
+
+
+def _load_policies(args: argparse.Namespace) -> Any:
+    from remit.model.policy import load_dir
+
+    return load_dir(Path(args.policy_dir) if args.policy_dir else _paths.generated_dir())
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from remit.tools import suites as _testing
+
+    try:
+        policies = _load_policies(args)
+    except PolicyError as exc:
+        print(f"remit test: {exc}", file=sys.stderr)
+        return EXIT_POLICY
+    report = _testing.run(policies, Path(args.tests), set(args.council) if args.council else None)
+    for result in report.failed:
+        print(f"FAIL {result.id}: {result.message}")
+    for council, (ok, bad) in sorted(report.by_council().items()):
+        print(f"{council}: {ok} passed, {bad} failed")
+    total_ok = sum(ok for ok, _ in report.by_council().values())
+    print(f"{total_ok} passed, {len(report.failed)} failed")
+    if args.junit:
+        Path(args.junit).write_bytes(_testing.junit_xml(report))
+    return EXIT_FAILED if report.failed or not report.results else 0
+
+
+def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"remit: --fact wants NAME=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def _answer_json(answer: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    data = asdict(answer)
+    data["effect"] = "ALLOW" if data.pop("allowed") else "DENY"
+    return data
+
+
+def _request_error(exc: RequestError) -> int:
+    code = "NOT_FOUND" if type(exc).__name__ == "NotFound" else "INVALID_ARGUMENT"
+    print(json.dumps({"error": code, "field": exc.field, "message": exc.message}), file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _due_text(when: Any) -> str:
+    return f", due {when.isoformat()}" if when is not None else ""
+
+
+def _check_query(args: argparse.Namespace, policies: Any, req: Any) -> int:
+    """--permitted, --authorisers, --event: the list queries beside a single decision."""
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    from remit.engine.due import due
+    from remit.engine.notify import notifications
+    from remit.engine.queries import permitted_decisions, who_may_decide
+
+    when = req.decision_time or datetime.now(UTC)
+    if args.permitted:
+        found = permitted_decisions(
+            policies, req.council, req.actor, dict(req.facts), req.service_area, req.grant, when
+        )
+        if args.json:
+            print(json.dumps([asdict(p) for p in found], indent=2, ensure_ascii=False))
+            return 0
+        print(f"{len(found)} decision(s) {', '.join(req.actor.roles)} may take here:")
+        for p in found:
+            cond = f" — {p.summary}" if p.summary else ""
+            print(f"  {p.decision} ({p.section}, rule {p.rule}){cond}")
+            for o in p.obligations:
+                who = o.role or o.party or o.casenote or o.fact
+                owed = due(o.timescale, when) if o.timescale else None
+                print(f"      {o.kind} ({who}){_due_text(owed)}")
+        return 0
+    if args.authorisers:
+        auth = who_may_decide(
+            policies, req.council, req.decision, dict(req.facts), req.service_area, req.grant, when
+        )
+        if args.json:
+            print(json.dumps([asdict(a) for a in auth], indent=2, ensure_ascii=False))
+            return 0
+        print(f"who may decide {req.decision} here, lowest post first:")
+        for a in auth:
+            cond = f": {a.conditions}" if a.conditions else ""
+            print(f"  {a.title} [{a.role}] (rule {a.rule}, {a.section}){cond}")
+        return 0
+    notes = notifications(policies, req.council, args.event, dict(req.facts), when)
+    if args.json:
+        print(json.dumps([asdict(n) for n in notes], indent=2, ensure_ascii=False, default=str))
+        return 0
+    if not notes:
+        print(f"{args.event}: not owed in this context")
+    for n in notes:
+        print(f"{n.event}: {n.wording} ({n.section})")
+        print(f"  tell: {', '.join(n.audience) or '(no one: an expectation)'}")
+        print(f"  by:   {', '.join(n.by)}")
+        print(f"  when: {n.timescale}{_due_text(n.due)}")
+        if n.conditions:
+            print(f"  only if: {n.conditions}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from remit.engine.evaluate import decide, prepare
+    from remit.tools.suites import build_request
+
+    modes = sum(bool(m) for m in (args.permitted, args.authorisers, args.event))
+    if modes > 1:
+        print("remit check: choose one of --permitted, --authorisers, --event", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.decision and not (args.permitted or args.event):
+        print("remit check: --decision is required", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.role and not (args.authorisers or args.event or args.host_system):
+        print("remit check: --role is required (or --host-system with --records)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        policies = _load_policies(args)
+    except PolicyError as exc:
+        print(f"remit check: {exc}", file=sys.stderr)
+        return EXIT_POLICY
+    context = _parse_kv(args.fact)
+    if args.context:
+        context.update(json.loads(Path(args.context).read_text(encoding="utf-8")))
+    if args.service_area:
+        context["service_area"] = args.service_area
+    if args.at:
+        context["decision_time"] = args.at
+    actor = {
+        "id": args.actor_id or ("" if args.host_system else "cli-user"),
+        "roles": args.role,
+        "service_areas": args.area,
+        "agency": args.agency,
+    }
+    mapped: Any = None
+    try:
+        req = build_request(policies, args.council, args.decision or "", actor, context)
+        if args.host_system:  # raw host records, mapped per council (adapters package)
+            from adapters._cli import apply_files
+
+            req, mapped = apply_files(req, args.host_system, args.records)
+        if modes:
+            return _check_query(args, policies, req)
+        answer = decide(policies, req)
+    except MappingFileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_COMPILE
+    except RequestError as exc:
+        return _request_error(exc)
+    data = _answer_json(answer)
+    if args.host_system:
+        from adapters._cli import mapped_json
+
+        data["mapped"] = mapped_json(mapped, answer)
+    if args.reference:
+        from remit.tools.reference import ReferenceEvaluator
+
+        allowed, rule, _ = ReferenceEvaluator(policies.councils[args.council]).decide(
+            prepare(policies, req)
+        )
+        data["reference"] = {"effect": "ALLOW" if allowed else "DENY", "rule": rule}
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        print(f"{data['effect']}: {answer.reason}")
+        if answer.citation:
+            c = answer.citation
+            print(f'  rule {answer.rule}: {c.document}, {c.section}: "{c.quote}"')
+        from datetime import UTC, datetime
+
+        from remit.engine.due import due
+        from remit.engine.notify import implied
+
+        when = req.decision_time or datetime.now(UTC)
+        for o in answer.obligations:
+            who = o.role or o.party or o.casenote or o.fact
+            timing = f" {o.timescale}{_due_text(due(o.timescale, when))}" if o.timescale else ""
+            print(f"  obligation {o.kind} ({who}){timing}: {o.text}")
+        if answer.allowed:
+            policy = policies.councils[args.council]
+            for n in implied(policy, policy.decisions[answer.decision], req.facts, when):
+                print(
+                    f"  notify {', '.join(n.audience)} by {', '.join(n.by)}, {n.timescale}"
+                    f"{_due_text(n.due)}: {n.wording} ({n.section})"
+                )
+        if answer.missing_facts:
+            print(
+                f"  facts the rules needed but the request did not carry: "
+                f"{', '.join(answer.missing_facts)}"
+            )
+        for a in answer.authorisers:
+            print(
+                f"  may decide: {a.title} ({a.section})"
+                + (f": {a.conditions}" if a.conditions else "")
+            )
+        for m in data.get("mapped", []):
+            print(f"  mapped {m['field']}: {m['raw']!r} -> {m['canonical']} ({m['source']})")
+        print(f"  policy {answer.policy_version}, decision {answer.decision_id}")
+        if "reference" in data:
+            print(f"  casbin reference: {data['reference']['effect']} {data['reference']['rule']}")
+    return EXIT_FAILED if args.exit_code and not answer.allowed else 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from remit import config as _config
+
+    flags = {
+        "address": args.address,
+        "policy_dir": args.policy_dir,
+        "metrics_address": args.metrics_address,
+        "workers": args.workers,
+    }
+    try:
+        config = _config.load(flags=flags)
+    except _config.ConfigError as exc:
+        print(f"remit serve: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from remit.server.serve import serve_forever
+
+    return serve_forever(config)
+
+
+def _probe_target(address: str) -> str:
+    """Where a local probe connects: a wildcard bind address means this host's loopback."""
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "", "*"):  # noqa: S104 (read, not bound)
+        host = "127.0.0.1"
+    elif host in ("[::]", "::"):
+        host = "[::1]"
+    return f"{host}:{port}"
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from remit.config import ConfigError, parse_address
+
+    raw = args.address or os.environ.get("REMIT_ADDRESS", "127.0.0.1:50051")
+    try:
+        target = _probe_target(parse_address(raw))
+    except ValueError as exc:
+        name = "--address" if args.address else "REMIT_ADDRESS"
+        print(
+            f"remit health: invalid configuration: {ConfigError(name, str(exc))}", file=sys.stderr
+        )
+        return EXIT_USAGE
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response, call = stub.Check.with_call(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            print(f"remit health: {target}: {code.name if code else 'ERROR'}", file=sys.stderr)
+            return EXIT_FAILED
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    detail = {
+        k.removeprefix("remit-"): v
+        for k, v in (call.trailing_metadata() or ())
+        if isinstance(v, str) and k.startswith("remit-")
+    }
+    if args.json:
+        print(
+            json.dumps(
+                {"target": target, "service": args.service, "status": status, **detail},
+                sort_keys=True,
+            )
+        )
+    else:
+        extra = " ".join(f"{k}={v}" for k, v in sorted(detail.items()) if v)
+        print(f"{status} {target} {args.service or '(server)'} {extra}".rstrip())
+    if args.live:  # liveness: the process answers at all
+        return 0
+    return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else EXIT_FAILED
+
+
+# Modules that add their own subcommands: each has register(subparsers) -> None.
+COMMAND_MODULES: tuple[str, ...] = ("remit.cli.bundle", "remit.cli.audit", "remit.cli.tools")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    root = _paths.project_root()
+    p = argparse.ArgumentParser(
+        prog="remit", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile schemes into Casbin policy")
+    c.add_argument("--schemes", default=str(root / "policies" / "schemes"))
+    c.add_argument("--sources", default=str(root / "policies" / "sources"))
+    c.add_argument("--out", default="")
+    c.add_argument("--check", action="store_true", help="fail if committed output is stale")
+    c.add_argument(
+        "--council",
+        action="append",
+        default=[],
+        help="compile only this council (repeatable; use with --out for a scratch build)",
+    )
+    c.set_defaults(func=_cmd_compile)
+
+    t = sub.add_parser("test", help="run the YAML policy test suites")
+    t.add_argument("--tests", default=str(root / "policies" / "tests"))
+    t.add_argument("--policy-dir", default="")
+    t.add_argument("--council", action="append", default=[])
+    t.add_argument("--junit", default="", help="also write JUnit XML to this file")
+    t.set_defaults(func=_cmd_test)
+
+    k = sub.add_parser(
+        "check",
+        help="decide one request; or list what an actor may decide (--permitted), who may "
+        "decide (--authorisers), or who must be told of an event (--event)",
+    )
+    k.add_argument("--council", required=True)
+    k.add_argument("--decision", default="")
+    k.add_argument("--role", action="append", default=[], help="actor role (repeatable)")
+    k.add_argument(
+        "--permitted", action="store_true", help="list every decision the actor may take here"
+    )
+    k.add_argument("--authorisers", action="store_true", help="list who may take --decision here")
+    k.add_argument("--event", default="", help="who must be told of this event, by whom, when")
+    k.add_argument("--at", default="", help="decision time, ISO 8601 (default now)")
+    k.add_argument("--area", action="append", default=[], help="actor service area (repeatable)")
+    k.add_argument("--actor-id", default="", help="default cli-user; the worker with --host-system")
+    k.add_argument("--agency", action="store_true")
+    k.add_argument("--service-area", default="")
+    k.add_argument("--fact", action="append", default=[], help="NAME=VALUE (JSON values)")
+    k.add_argument("--context", default="", help="JSON file of facts")
+    k.add_argument("--policy-dir", default="")
+    k.add_argument("--json", action="store_true")
+    k.add_argument("--reference", action="store_true", help="also decide with the Casbin reference")
+    k.add_argument("--exit-code", action="store_true", help="exit 1 on DENY")
+    k.add_argument("--host-system", default="", help="lcs or paris: map --records per council")
+    k.add_argument(
+        "--records", default="", help="with --host-system: JSON files of records, comma-separated"
+    )
+    k.set_defaults(func=_cmd_check)
+
+    s = sub.add_parser(
+        "serve", help="serve the gRPC API (settings: REMIT_* env, REMIT_CONFIG file, flags)"
+    )
+    s.add_argument("--address", default=None, help="HOST:PORT (REMIT_ADDRESS; 127.0.0.1:50051)")
+    s.add_argument("--policy-dir", default=None, help="compiled policy (REMIT_POLICY_DIR)")
+    s.add_argument(
+        "--metrics-address", default=None, help="HOST:PORT for /metrics (REMIT_METRICS_ADDRESS)"
+    )
+    s.add_argument(
+        "--workers", default=None, help="N processes sharing the port (REMIT_WORKERS; 1)"
+    )
+    s.set_defaults(func=_cmd_serve)
+
+    h = sub.add_parser("health", help="probe a running server's grpc.health.v1 (exit 0 SERVING)")
+    h.add_argument("--address", default="", help="HOST:PORT (REMIT_ADDRESS; 127.0.0.1:50051)")
+    h.add_argument("--service", default="", help="service name ('' = the whole server)")
+    h.add_argument("--timeout", type=float, default=2.0)
+    h.add_argument("--json", action="store_true")
+    h.add_argument("--live", action="store_true", help="liveness: exit 0 if it answers at all")
+    h.set_defaults(func=_cmd_health)
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+

@@ -1,0 +1,1 @@
+"""Stage 3, distribute: signed bundles, policy sources (files, Redis) and the live holder."""

@@ -1,0 +1,231 @@
+"""Policy bundles: the compiled policy of every council, each council's role hierarchy,
+and a manifest, stored in Redis under their version with an atomically moved pointer.
+
+Redis layout (``prefix`` defaults to ``remit``)::
+
+    {prefix}:bundle:{version}:manifest   JSON manifest (bytes)
+    {prefix}:bundle:{version}:files      HASH  relative path -> file bytes
+    {prefix}:bundle:{version}:hierarchy  HASH  council -> JSON role closure (shared cache)
+    {prefix}:bundle:{version}:signature  Ed25519 signature of the manifest bytes (optional)
+    {prefix}:active                      the version in force (moved with one SET)
+    {prefix}:history                     LIST of published versions, newest first (bounded)
+    {prefix}:changes                     pub/sub channel: the new active version
+
+A bundle is verified before it is built: every file's sha256 must match the manifest and
+the manifest's version must be the hash of those hashes (the compiler's own rule). A
+bundle that fails either, or fails to build, is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from remit.distribution.signing import Signer, Verifier
+from remit.model.errors import PolicyError
+from remit.model.policy import PolicySet, load_files
+
+DEFAULT_PREFIX = "remit"
+DEFAULT_KEEP = 10
+
+
+@dataclass(frozen=True)
+class Bundle:
+    version: str
+    manifest: dict[str, Any]
+    files: dict[str, bytes]
+    hierarchy: dict[str, bytes]  # council -> JSON {role: [roles that inherit it]}
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def files_version(file_hashes: Mapping[str, str]) -> str:
+    """The version of a set of compiled files: the compiler's hash of hashes."""
+    return _sha(json.dumps(dict(file_hashes), sort_keys=True).encode())[:16]
+
+
+def hierarchy_of(policies: PolicySet) -> dict[str, bytes]:
+    """Each council's transitive role closure: role -> every role that inherits it.
+
+    Closures are per council; management-area limits are carried by the rules
+    themselves (a rule names its areas), so one closure serves every area.
+    """
+    out: dict[str, bytes] = {}
+    for council, policy in sorted(policies.councils.items()):
+        closure = {
+            rid: {
+                "inherited_by": sorted(role.seniors),
+                "all_areas": role.all_areas,
+                "independent": role.independent,
+            }
+            for rid, role in sorted(policy.roles.items())
+        }
+        out[council] = json.dumps(closure, sort_keys=True, separators=(",", ":")).encode()
+    return out
+
+
+def from_directory(directory: Path, created: float | None = None) -> Bundle:
+    """A bundle of the compiled policy in ``directory`` (verified on the way in)."""
+    try:
+        compiled = json.loads((directory / "manifest.json").read_bytes())
+        files = {rel: (directory / rel).read_bytes() for rel in compiled["files"]}
+    except (OSError, ValueError, KeyError) as exc:
+        raise PolicyError(f"{directory}: not a compiled policy directory ({exc})") from exc
+    files["manifest.json"] = (directory / "manifest.json").read_bytes()
+    hashes = {rel: _sha(data) for rel, data in sorted(files.items())}
+    policies = build(files, compiled)
+    hierarchy = hierarchy_of(policies)
+    manifest = {
+        "format": 1,
+        "version": policies.version,
+        "created": created if created is not None else time.time(),
+        "files": hashes,
+        "hierarchy": {c: _sha(b) for c, b in hierarchy.items()},
+        "sources": compiled.get("sources", {}),
+        "councils": compiled["councils"],
+    }
+    return Bundle(policies.version, manifest, files, hierarchy)
+
+
+def verify(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str, Any]:
+    """Check every hash; return the compiled manifest inside the bundle."""
+    listed = manifest.get("files")
+    if not isinstance(listed, dict) or set(listed) != set(files):
+        raise PolicyError("bundle files do not match its manifest")
+    for rel, want in listed.items():
+        if _sha(files[rel]) != want:
+            raise PolicyError(f"bundle file {rel} does not match its manifest hash")
+    try:
+        compiled: dict[str, Any] = json.loads(files["manifest.json"])
+    except (KeyError, ValueError) as exc:
+        raise PolicyError("bundle has no readable compiled manifest") from exc
+    inner = {rel: h for rel, h in listed.items() if rel != "manifest.json"}
+    if compiled.get("files") != inner:
+        raise PolicyError("compiled manifest does not list the bundle's files")
+    if files_version(inner) != compiled.get("version") or compiled.get("version") != manifest.get(
+        "version"
+    ):
+        raise PolicyError("bundle version is not the hash of its files")
+    return compiled
+
+
+def build(files: Mapping[str, bytes], compiled: Mapping[str, Any]) -> PolicySet:
+    """Index a verified bundle into a PolicySet (raises PolicyError)."""
+    inner = {rel: data for rel, data in files.items() if rel != "manifest.json"}
+    return load_files(inner, compiled)
+
+
+class BundleStore:
+    """Bundles in Redis. Publishing writes the bundle first, then moves the pointer."""
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        self.r = client
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, timeout: float = 2.0) -> BundleStore:
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=False
+        )
+        return cls(client, prefix)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    @property
+    def channel(self) -> str:
+        return self.key("changes")
+
+    def write(self, bundle: Bundle, signer: Signer | None = None) -> None:
+        """Store a bundle under its version (does not activate it), signed if asked."""
+        v = bundle.version
+        manifest_bytes = json.dumps(bundle.manifest, sort_keys=True).encode()
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(
+            self.key("bundle", v, "files"),
+            self.key("bundle", v, "hierarchy"),
+            self.key("bundle", v, "signature"),
+        )
+        if signer is not None:
+            pipe.set(self.key("bundle", v, "signature"), signer.sign(manifest_bytes))
+        pipe.hset(self.key("bundle", v, "files"), mapping=dict(bundle.files))  # type: ignore[arg-type]
+        pipe.hset(self.key("bundle", v, "hierarchy"), mapping=dict(bundle.hierarchy))  # type: ignore[arg-type]
+        pipe.set(self.key("bundle", v, "manifest"), manifest_bytes)
+        pipe.execute()
+
+    def activate(self, version: str, verifier: Verifier | None = None) -> None:
+        """Move the pointer (one SET) and announce it. The bundle must verify first."""
+        self.fetch(version, verifier)  # refuses a missing or corrupt bundle before it goes live
+        self.r.set(self.key("active"), version)
+        self.r.publish(self.channel, version)
+
+    def publish(
+        self, bundle: Bundle, keep: int = DEFAULT_KEEP, signer: Signer | None = None
+    ) -> None:
+        self.write(bundle, signer)
+        self.activate(bundle.version)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.lrem(self.key("history"), 0, bundle.version)
+        pipe.lpush(self.key("history"), bundle.version)
+        pipe.execute()
+        self.prune(keep)
+
+    def prune(self, keep: int) -> list[str]:
+        """Keep the newest ``keep`` versions (and always the active one)."""
+        versions = self.history()
+        active = self.active()
+        dropped = [v for v in versions[keep:] if v != active]
+        for v in dropped:
+            self.r.delete(
+                self.key("bundle", v, "files"),
+                self.key("bundle", v, "hierarchy"),
+                self.key("bundle", v, "manifest"),
+                self.key("bundle", v, "signature"),
+            )
+            self.r.lrem(self.key("history"), 0, v)
+        return dropped
+
+    def active(self) -> str | None:
+        raw = self.r.get(self.key("active"))
+        return raw.decode() if isinstance(raw, bytes) else None
+
+    def history(self) -> list[str]:
+        return [v.decode() for v in self.r.lrange(self.key("history"), 0, -1)]  # type: ignore[union-attr]
+
+    def fetch(
+        self, version: str, verifier: Verifier | None = None
+    ) -> tuple[Bundle, dict[str, Any]]:
+        """Read and verify a bundle (and its signature, given a verifier)."""
+        raw_manifest = self.r.get(self.key("bundle", version, "manifest"))
+        if not isinstance(raw_manifest, bytes):
+            raise PolicyError(f"no bundle {version} in Redis")
+        if verifier is not None:
+            signature = self.r.get(self.key("bundle", version, "signature"))
+            verifier.verify(raw_manifest, signature if isinstance(signature, bytes) else None)
+        try:
+            manifest = json.loads(raw_manifest)
+        except ValueError as exc:
+            raise PolicyError(f"bundle {version}: unreadable manifest") from exc
+        raw_files: dict[bytes, bytes] = self.r.hgetall(self.key("bundle", version, "files"))  # type: ignore[assignment]
+        files = {k.decode(): v for k, v in raw_files.items()}
+        compiled = verify(manifest, files)
+        raw_h: dict[bytes, bytes] = self.r.hgetall(self.key("bundle", version, "hierarchy"))  # type: ignore[assignment]
+        hierarchy = {k.decode(): v for k, v in raw_h.items()}
+        for council, data in hierarchy.items():
+            if manifest.get("hierarchy", {}).get(council) != _sha(data):
+                raise PolicyError(f"bundle {version}: hierarchy of {council} does not verify")
+        return Bundle(version, manifest, files, hierarchy), compiled
+
+    def share_hierarchy(self, version: str, hierarchy: Mapping[str, bytes]) -> None:
+        """Cache closures a replica computed, for replicas that come after (HSETNX)."""
+        for council, data in hierarchy.items():
+            self.r.hsetnx(self.key("bundle", version, "hierarchy"), council, data)

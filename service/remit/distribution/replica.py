@@ -1,0 +1,163 @@
+"""A replica's policy source when ``REMIT_REDIS_URL`` is set.
+
+At start it loads the active bundle from Redis; if Redis is unreachable (or holds no
+bundle) it serves the local compiled files and says so in its status. A background thread
+subscribes to change notices and also polls the active pointer (a notice can be missed),
+builds any new version off the request path, and swaps one reference. Redis is never
+queried per request. When Redis is lost the last good version keeps serving and the thread
+reconnects with backoff. A bundle that does not verify or build is refused and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import redis
+
+from remit.config import Config
+from remit.distribution.bundle import BundleStore, build, hierarchy_of
+from remit.distribution.holder import PolicyHolder
+from remit.distribution.signing import Verifier
+from remit.distribution.source import Background, SourceStatus, StatusBoard
+from remit.model.errors import PolicyError
+from remit.model.paths import generated_dir
+from remit.model.policy import PolicySet, load_dir
+
+log = logging.getLogger("remit.replica")
+
+BACKOFF_START = 0.1
+BACKOFF_MAX = 2.0
+
+
+class RedisSource:
+    def __init__(
+        self,
+        url: str,
+        local_dir: Path | None,
+        poll_seconds: float = 0.5,
+        prefix: str = "remit",
+        verifier: Verifier | None = None,
+    ) -> None:
+        self._store = BundleStore.from_url(url, prefix)
+        self._verifier = verifier
+        self._poll = poll_seconds
+        self._loop = Background("remit-replica")
+        policies, origin, redis_state, detail = self._initial(local_dir)
+        self.holder = PolicyHolder(policies)
+        self._board = StatusBoard(
+            SourceStatus(policies.version, origin, redis_state, detail=detail)
+        )
+
+    @classmethod
+    def from_config(cls, config: Config) -> RedisSource:
+        """The replica source ``remit serve`` opens when REMIT_REDIS_URL is set."""
+        local = config.policy_dir or generated_dir()
+        verifier = (
+            Verifier.from_file(config.bundle_public_key) if config.bundle_public_key else None
+        )
+        return cls(config.redis_url, local if local.is_dir() else None, verifier=verifier)
+
+    # -- start -----------------------------------------------------------------------
+    def _initial(self, local_dir: Path | None) -> tuple[PolicySet, str, str, str]:
+        try:
+            active = self._store.active()
+        except redis.RedisError as exc:
+            if local_dir is None:
+                raise PolicyError(f"Redis unreachable and no local policy: {exc}") from exc
+            log.warning("Redis unreachable at start (%s); serving local policy", type(exc).__name__)
+            return load_dir(local_dir), "local", "unreachable", "Redis unreachable at start"
+        if active is not None:
+            try:
+                return self._load(active), "redis", "connected", ""
+            except PolicyError as exc:
+                log.error("active bundle %s refused at start: %s", active, exc)
+                if local_dir is None:
+                    raise
+                return load_dir(local_dir), "local", "connected", f"active bundle refused: {exc}"
+        if local_dir is None:
+            raise PolicyError("no active bundle in Redis and no local policy")
+        return load_dir(local_dir), "local", "connected", "no active bundle in Redis"
+
+    def _load(self, version: str) -> PolicySet:
+        """Fetch, verify and build one version (off the request path)."""
+        bundle, compiled = self._store.fetch(version, self._verifier)
+        policies = build(bundle.files, compiled)
+        computed = hierarchy_of(policies)
+        if bundle.hierarchy:
+            if bundle.hierarchy != computed:
+                raise PolicyError(f"bundle {version}: role hierarchy does not match its policy")
+        else:
+            self._store.share_hierarchy(version, computed)
+        return policies
+
+    # -- PolicySource ----------------------------------------------------------------
+    def start(self) -> None:
+        self._loop.start(self._run)
+
+    def stop(self) -> None:
+        self._loop.stop()
+
+    def status(self) -> SourceStatus:
+        return self._board.snapshot()
+
+    # -- the watcher -----------------------------------------------------------------
+    def check_now(self) -> bool:
+        """Read the pointer and swap if it moved. Returns True on a swap."""
+        active = self._store.active()
+        current = self.holder.current().version
+        if active is None:
+            return False
+        if active == current:
+            # the local files already hold the active version (same content hash)
+            if self._board.snapshot().origin != "redis":
+                self._board.update(origin="redis", detail="")
+            return False
+        if self._board.snapshot().detail == f"refused {active}":
+            return False  # refused once already: not again on every poll
+        started = time.perf_counter()
+        try:
+            policies = self._load(active)
+        except PolicyError as exc:
+            log.error("refused bundle %s: %s (keeping %s)", active, exc, current)
+            self._board.refused(f"refused {active}")
+            return False
+        self.holder.swap(policies)
+        self._board.swapped(policies.version, "redis")
+        log.info(
+            "policy %s in force (redis), built in %.1f ms",
+            policies.version,
+            (time.perf_counter() - started) * 1000,
+        )
+        return True
+
+    def _run(self) -> None:
+        backoff = BACKOFF_START
+        while not self._loop.stopping.is_set():
+            pubsub = None
+            try:
+                pubsub = self._store.r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                pubsub.subscribe(self._store.channel)
+                self._board.update(redis="connected")
+                self.check_now()  # catch up on anything missed while away
+                backoff = BACKOFF_START
+                while not self._loop.stopping.is_set():
+                    pubsub.get_message(timeout=self._poll)  # a notice, or the poll interval
+                    self.check_now()
+            except redis.RedisError as exc:
+                self._board.update(redis="unreachable")
+                log.warning(
+                    "Redis lost (%s); serving %s", type(exc).__name__, self.holder.current().version
+                )
+                self._loop.stopping.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            except Exception:  # never let the watcher die; the last good version stays
+                log.exception("replica watcher")
+                self._loop.stopping.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(redis.RedisError):
+                        pubsub.close()

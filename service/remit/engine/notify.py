@@ -1,0 +1,143 @@
+"""Notifications: who must be told of an event, by whom and by when (e.g. Torbay Appendix 1).
+
+An event is a ``notifications:`` entry of a scheme. ``notifications()`` answers the
+Notifications RPC for one event; ``implied()`` gives the notifications an allowed decision
+reports (the decision's ``implies:``). An event's conditions ("CP / LAC") are tested on the
+request's facts: absent bools are false; any other fact a condition tests is required by
+the Notifications RPC (refused, never guessed) and, for a decision's implied events, makes
+the notification be returned (telling too many is the safe side). Due times come from
+:mod:`remit.engine.due`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from remit.engine.due import due
+from remit.engine.evaluate import _typed, council_policy, describe_term
+from remit.model.conditions import FactValue
+from remit.model.errors import InvalidArgument, NotFound
+from remit.model.facts import ACTOR_FACTS, LEGAL_STATUS_GROUPS, FactType
+from remit.model.policy import CouncilPolicy, Decision, Event, PolicySet
+
+NAME_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notification owed: the event, who is told, who tells, by when."""
+
+    event: str
+    wording: str
+    audience: tuple[str, ...]
+    by: tuple[str, ...]
+    timescale: str
+    due: datetime | None
+    section: str
+    quote: str
+    reading: str
+    conditions: str
+
+
+def event_of(policy: CouncilPolicy, event_id: str) -> Event:
+    if not event_id:
+        raise InvalidArgument("event", "is required")
+    event = policy.events.get(event_id)
+    if event is None:
+        shown = event_id if len(event_id) <= NAME_LIMIT else event_id[:NAME_LIMIT] + "..."
+        raise NotFound("event", f"council {policy.council!r} has no notification {shown!r}")
+    return event
+
+
+def event_context(policy: CouncilPolicy, facts: Mapping[str, FactValue]) -> dict[str, FactValue]:
+    """Typed facts with defaults (bools false, role sets empty); unknown facts refused."""
+    ctx: dict[str, FactValue] = {}
+    for fid, value in facts.items():
+        well_known = fid in policy.facts and fid not in policy.declared_facts
+        field_name = f"context.{fid}" if well_known else f"context.facts[{fid}]"
+        spec = policy.facts.get(fid)
+        if spec is None or spec.derived or fid in ACTOR_FACTS:
+            raise NotFound(field_name, f"council {policy.council!r} declares no fact {fid!r}")
+        ctx[fid] = _typed(policy, spec, field_name, value)
+    for fid, spec in policy.facts.items():
+        if fid in ctx or spec.derived:
+            continue
+        if spec.type is FactType.BOOL:
+            ctx[fid] = False
+        elif spec.type is FactType.ROLES:
+            ctx[fid] = frozenset()
+    if "legal_status" in ctx:
+        ctx["legal_status_group"] = LEGAL_STATUS_GROUPS[str(ctx["legal_status"])]
+    return ctx
+
+
+def conditions_text(policy: CouncilPolicy, event: Event) -> str:
+    return " or ".join(
+        "; ".join(describe_term(policy, t) for t in alt) for alt in event.conditions if alt
+    )
+
+
+def _applies(
+    policy: CouncilPolicy, event: Event, ctx: Mapping[str, FactValue], *, require: bool
+) -> bool:
+    if not event.conditions:
+        return True
+    missing = [f for f in event.facts if f not in ctx]
+    if missing:
+        if require:
+            fid = missing[0]
+            where = f"context.facts[{fid}]" if fid in policy.declared_facts else f"context.{fid}"
+            spec = policy.facts[fid]
+            raise InvalidArgument(
+                where, f"required: notification {event.id} tests {spec.label} ({spec.type.value})"
+            )
+        return True
+    return any(all(t.holds(ctx) for t in alt) for alt in event.conditions)
+
+
+def notice(policy: CouncilPolicy, event: Event, when: datetime) -> Notice:
+    return Notice(
+        event.id,
+        event.wording,
+        tuple(p.name for p in event.audience),
+        tuple(p.name for p in event.by),
+        event.timescale,
+        due(event.timescale, when),
+        event.section,
+        event.quote,
+        event.reading,
+        conditions_text(policy, event),
+    )
+
+
+def notifications(
+    policies: PolicySet,
+    council: str,
+    event_id: str,
+    facts: Mapping[str, FactValue],
+    when: datetime | None = None,
+) -> list[Notice]:
+    """The notification owed for ``event_id`` in this context; [] when its conditions fail."""
+    policy = council_policy(policies, council)
+    event = event_of(policy, event_id)
+    ctx = event_context(policy, facts)
+    if not _applies(policy, event, ctx, require=True):
+        return []
+    return [notice(policy, event, when or datetime.now(UTC))]
+
+
+def implied(
+    policy: CouncilPolicy, decision: Decision, facts: Mapping[str, FactValue], when: datetime
+) -> list[Notice]:
+    """Notifications that taking ``decision`` reports, in this context."""
+    if not decision.implies:
+        return []
+    ctx = event_context(policy, facts)
+    out: list[Notice] = []
+    for eid in decision.implies:
+        event = policy.events[eid]
+        if _applies(policy, event, ctx, require=False):
+            out.append(notice(policy, event, when))
+    return out

@@ -1,0 +1,1 @@
+"""Stage 5, serve: the gRPC server, its interceptors and thin servicers."""

@@ -1,0 +1,343 @@
+"""Translate between protobuf messages and the engine's plain dataclasses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
+
+from remit.engine.due import due
+from remit.engine.evaluate import Answer, Authoriser
+from remit.engine.notify import Notice, conditions_text
+from remit.engine.queries import Permitted
+from remit.model.conditions import FactValue
+from remit.model.errors import InvalidArgument
+from remit.model.facts import WELL_KNOWN
+from remit.model.policy import CouncilPolicy, Obligation, PolicySet
+from remit.model.request import Actor, Deviation, Grant, Request
+from remit.v1 import remit_pb2 as pb
+
+_OBLIGATION_KINDS: dict[str, int] = {
+    "consult": pb.OBLIGATION_KIND_CONSULT,
+    "notify": pb.OBLIGATION_KIND_NOTIFY,
+    "record": pb.OBLIGATION_KIND_RECORD,
+    "ratify": pb.OBLIGATION_KIND_RATIFY,
+    "countersign": pb.OBLIGATION_KIND_COUNTERSIGN,
+    "precondition": pb.OBLIGATION_KIND_PRECONDITION,
+    "approve": pb.OBLIGATION_KIND_APPROVE,
+}
+
+_OPTIONAL_INTS = (
+    "amount_pence",
+    "cumulative_amount_pence",
+    "child_age",
+    "placement_distance_miles",
+)
+_FLAGS = (
+    "emergency",
+    "exceptional_circumstances",
+    "out_of_hours",
+    "looked_after",
+    "court_proceedings",
+    "cp_plan",
+    "child_in_need",
+)
+_ENUMS = ("legal_status", "cp_category", "care_leaver_eligibility", "placement_provider")
+
+
+def context_from_proto(ctx: pb.Context) -> tuple[dict[str, FactValue], str, Grant | None]:
+    """Typed facts, service area and grant; malformed values raise InvalidArgument."""
+    facts: dict[str, FactValue] = {}
+    for name in _OPTIONAL_INTS:
+        if ctx.HasField(name):  # type: ignore[arg-type]
+            facts[name] = int(getattr(ctx, name))
+    for name in _FLAGS:
+        if getattr(ctx, name):
+            facts[name] = True
+    if ctx.absent_roles:
+        facts["absent_roles"] = frozenset(ctx.absent_roles)
+    if ctx.concurring_roles:
+        facts["concurring_roles"] = frozenset(ctx.concurring_roles)
+    for name in _ENUMS:
+        if getattr(ctx, name):
+            facts[name] = getattr(ctx, name)
+    for fid, value in ctx.facts.items():
+        if fid in WELL_KNOWN:
+            raise InvalidArgument(
+                f"context.facts[{fid}]", "is a well-known fact: use its Context field"
+            )
+        kind = value.WhichOneof("kind")
+        if kind is None:
+            raise InvalidArgument(f"context.facts[{fid}]", "has no value")
+        facts[fid] = getattr(value, kind)
+    grant = None
+    if ctx.HasField("grant"):
+        try:
+            expires = date.fromisoformat(ctx.grant.expires_on)
+        except ValueError as exc:
+            raise InvalidArgument("context.grant.expires_on", "must be a date YYYY-MM-DD") from exc
+        grant = Grant(ctx.grant.decision, int(ctx.grant.remaining), expires)
+    return facts, ctx.service_area, grant
+
+
+def actor_from_proto(actor: pb.Actor) -> Actor:
+    return Actor(
+        id=actor.id,
+        roles=tuple(actor.roles),
+        service_areas=tuple(actor.service_areas),
+        agency=actor.agency,
+        registered_social_worker=actor.registered_social_worker,
+        acting_for=tuple(actor.acting_for),
+    )
+
+
+def time_from_proto(msg: Message, field: str) -> datetime | None:
+    if not msg.HasField(field):
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(msg, field)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def request_from_proto(msg: pb.AuthoriseRequest) -> Request:
+    """Typed engine request; malformed values raise InvalidArgument naming the field."""
+    facts, area, grant = context_from_proto(msg.context)
+    return Request(
+        council=msg.council,
+        decision=msg.decision,
+        actor=actor_from_proto(msg.actor),
+        facts=facts,
+        service_area=area,
+        grant=grant,
+        decision_time=time_from_proto(msg, "decision_time"),
+        request_id=msg.request_id,
+        deviation=(
+            Deviation(
+                msg.deviation.agreed_by_id,
+                msg.deviation.agreed_by_role,
+                msg.deviation.reason_code,
+            )
+            if msg.HasField("deviation")
+            else None
+        ),
+    )
+
+
+def declared_fact_types(policy: CouncilPolicy) -> dict[str, str]:
+    return {fid: policy.facts[fid].type.value for fid in policy.declared_facts}
+
+
+def check_declared_kinds(policy: CouncilPolicy, ctx: pb.Context) -> None:
+    """A scheme fact must be sent in the FactValue field of its declared type."""
+    if not ctx.facts:
+        return
+    wanted = {
+        "bool": "bool_value",
+        "int": "int_value",
+        "money": "money_pence",
+        "enum": "enum_value",
+    }
+    types = declared_fact_types(policy)
+    for fid, value in ctx.facts.items():
+        if fid in types and value.WhichOneof("kind") != wanted[types[fid]]:
+            raise InvalidArgument(
+                f"context.facts[{fid}]", f"is a {types[fid]} fact: send it as {wanted[types[fid]]}"
+            )
+
+
+def answer_to_proto(
+    answer: Answer,
+    request_id: str,
+    decided: datetime | None = None,
+    notices: Sequence[Notice] = (),
+) -> pb.AuthoriseResponse:
+    """The response; obligations' due times are computed from ``decided`` (default now)."""
+    when = decided or now()
+    out = pb.AuthoriseResponse(
+        effect=pb.EFFECT_ALLOW if answer.allowed else pb.EFFECT_DENY,
+        reason=answer.reason,
+        rule_id=answer.rule,
+        failed_conditions=list(answer.failed_conditions),
+        missing_facts=list(answer.missing_facts),
+        decided_outside=answer.decided_outside,
+        policy_version=answer.policy_version,
+        decision_id=answer.decision_id,
+        request_id=request_id,
+        matched_role=answer.matched_role,
+        service_area=answer.area,
+        deviation=answer.deviation,
+    )
+    if answer.citation is not None:
+        c = answer.citation
+        out.citation.CopyFrom(
+            pb.Citation(
+                council=c.council,
+                document=c.document,
+                section=c.section,
+                quote=c.quote,
+                reading=c.reading,
+            )
+        )
+    out.obligations.extend(obligation_to_proto(o, when) for o in answer.obligations)
+    out.authorisers.extend(authoriser_to_proto(a) for a in answer.authorisers)
+    out.notifications.extend(notice_to_proto(n) for n in notices)
+    return out
+
+
+def _stamp(when: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+def notice_to_proto(n: Notice) -> pb.Notification:
+    out = pb.Notification(
+        event=n.event,
+        audience=list(n.audience),
+        by=list(n.by),
+        timescale=n.timescale,
+        section=n.section,
+        quote=n.quote,
+        wording=n.wording,
+        reading=n.reading,
+        conditions=n.conditions,
+    )
+    if n.due is not None:
+        out.due.CopyFrom(_stamp(n.due))
+    return out
+
+
+def councils_to_proto(
+    policies: PolicySet, visible: Callable[[str], bool] = lambda _: True
+) -> pb.ListCouncilsResponse:
+    out = pb.ListCouncilsResponse(policy_version=policies.version)
+    for cid in sorted(c for c in policies.councils if visible(c)):
+        p = policies.councils[cid]
+        out.councils.append(
+            pb.CouncilSummary(
+                council=cid,
+                name=p.name,
+                document=p.title,
+                effective=p.effective,
+                decision_count=len(p.decisions),
+            )
+        )
+    return out
+
+
+def scheme_to_proto(policies: PolicySet, policy: CouncilPolicy) -> pb.GetSchemeResponse:
+    out = pb.GetSchemeResponse(
+        council=policy.council,
+        name=policy.name,
+        document=policy.title,
+        effective=policy.effective,
+        source_file=policy.seed,
+        policy_version=policies.version,
+    )
+    for role in policy.roles.values():
+        out.roles.append(
+            pb.SchemeRole(
+                id=role.id,
+                titles=list(role.titles),
+                kind=role.kind,
+                independent=role.independent,
+                all_areas=role.all_areas,
+                inherited_by=sorted(role.seniors),
+            )
+        )
+    for area in policy.areas.values():
+        out.areas.append(pb.SchemeArea(id=area.id, name=area.name))
+    used: set[str] = set()
+    for d in policy.decisions.values():
+        used.update(d.facts)
+        out.decisions.append(
+            pb.SchemeDecision(
+                id=d.id,
+                section=d.section,
+                heading=d.heading,
+                wording=d.wording,
+                quote=d.quote,
+                reading=d.reading,
+                facts=list(d.facts),
+                required_facts=list(d.required_facts),
+                rule_ids=list(d.rules),
+            )
+        )
+    for event in policy.events.values():
+        used.update(event.facts)
+        out.events.append(
+            pb.SchemeEvent(
+                id=event.id,
+                section=event.section,
+                heading=event.heading,
+                wording=event.wording,
+                quote=event.quote,
+                reading=event.reading,
+                conditions=conditions_text(policy, event),
+                audience=[p.name for p in event.audience],
+                by=[p.name for p in event.by],
+                timescale=event.timescale,
+                facts=list(event.facts),
+            )
+        )
+    for fid in sorted(used | set(policy.declared_facts)):
+        spec = policy.facts[fid]
+        out.facts.append(
+            pb.SchemeFact(
+                id=fid,
+                type=spec.type.value,
+                label=spec.label,
+                values=list(spec.values),
+                well_known=fid not in policy.declared_facts,
+            )
+        )
+    return out
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def authoriser_to_proto(a: Authoriser) -> pb.Authoriser:
+    return pb.Authoriser(
+        role=a.role, title=a.title, rule_id=a.rule, section=a.section, conditions=a.conditions
+    )
+
+
+def obligation_to_proto(o: Obligation, decided: datetime | None = None) -> pb.Obligation:
+    """``decided``: the decision time, from which a timescale's due time is computed."""
+    out = pb.Obligation(
+        kind=_OBLIGATION_KINDS.get(o.kind, pb.OBLIGATION_KIND_UNSPECIFIED),  # type: ignore[arg-type]
+        role=o.role,
+        party=o.party,
+        timescale=o.timescale,
+        casenote=o.casenote,
+        text=o.text,
+        fact=o.fact,
+    )
+    if o.timescale and decided is not None:
+        when = due(o.timescale, decided)
+        if when is not None:
+            out.due.CopyFrom(_stamp(when))
+    return out
+
+
+def permitted_to_proto(
+    found: list[Permitted], version: str, decided: datetime | None = None
+) -> pb.ListPermittedDecisionsResponse:
+    return pb.ListPermittedDecisionsResponse(
+        decisions=[
+            pb.PermittedDecision(
+                decision=p.decision,
+                wording=p.wording,
+                section=p.section,
+                rule_id=p.rule,
+                summary=p.summary,
+                conditional=p.conditional,
+                obligations=[obligation_to_proto(o, decided) for o in p.obligations],
+            )
+            for p in found
+        ],
+        policy_version=version,
+    )

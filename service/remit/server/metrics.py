@@ -1,0 +1,217 @@
+"""Prometheus metrics, served on a side HTTP port (``REMIT_METRICS_ADDRESS``).
+
+Each server has its own registry (no process-global state, so tests can run several).
+:class:`MetricsInterceptor` is the outermost interceptor (before recovery), so it sees the
+final status code of every call, INTERNAL included. Labels are limited to values from a
+fixed set: the gRPC method and code, and for decisions the council, decision and effect of
+an *answered* request (an answer means the council and decision were found in the
+catalogue, so junk requests cannot create label values). Never actor ids or request facts.
+
+Metrics (all prefixed ``remit_``):
+
+* ``decisions_total{council,decision,effect}`` — answers from Authorise and AuthoriseBatch
+  (per item). AuthoriseStream answers are counted in ``rpcs_total`` only.
+* ``decision_latency_seconds`` — Authorise handling time in the server (histogram).
+* ``rpcs_total{method,code}``, ``rpc_errors_total{method,code}`` (code != OK),
+  ``rpcs_in_flight``.
+* ``policy_bundle_info{version,origin}``, ``policy_last_reload_timestamp_seconds``,
+  ``policy_reloads_total``, ``policy_refused_total`` — from the policy source's status.
+* ``redis_state{state}`` — 1 for the current state (disabled, connected, unreachable).
+* ``audit_dropped_total`` — decision-log entries the audit sink dropped (its ``dropped``
+  attribute; a sink without one never drops: it fails the call instead).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from remit.distribution.source import SourceStatus
+from remit.v1 import remit_pb2 as pb
+
+REDIS_STATES = ("disabled", "connected", "unreachable")
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+UnaryBehaviour = Callable[[Any, grpc.ServicerContext], Any]
+StreamBehaviour = Callable[[Iterator[Any], grpc.ServicerContext], Iterator[Any]]
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler[Any, Any] | None,
+    unary: Callable[[UnaryBehaviour], UnaryBehaviour],
+    stream: Callable[[StreamBehaviour], StreamBehaviour],
+) -> Any:
+    """Wrap a unary-unary or stream-stream handler; other kinds pass through unchanged."""
+    if handler is None:
+        return None
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            unary(handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(
+            stream(handler.stream_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
+
+
+def status_code(context: grpc.ServicerContext, raised: bool) -> str:
+    code = context.code()  # type: ignore[attr-defined]
+    if code is None:
+        return "UNKNOWN" if raised else "OK"
+    name: str = code.name
+    return name
+
+
+class _StatusCollector(Collector):
+    def __init__(
+        self, status: Callable[[], SourceStatus], audit_dropped: Callable[[], int]
+    ) -> None:
+        self._status = status
+        self._audit_dropped = audit_dropped
+
+    def collect(self) -> Iterable[Any]:
+        s = self._status()
+        info = InfoMetricFamily("remit_policy_bundle", "The policy version in force")
+        info.add_metric([], {"version": s.version, "origin": s.origin})
+        yield info
+        yield GaugeMetricFamily(
+            "remit_policy_last_reload_timestamp_seconds",
+            "Unix time the policy in force was installed",
+            value=s.last_reload,
+        )
+        yield CounterMetricFamily(
+            "remit_policy_reloads", "Policy versions installed after start", value=s.reloads
+        )
+        yield CounterMetricFamily(
+            "remit_policy_refused",
+            "Policy versions refused (kept the last good one)",
+            value=s.refused,
+        )
+        redis = GaugeMetricFamily(
+            "remit_redis_state", "Redis connection state (1 = current)", labels=["state"]
+        )
+        for state in REDIS_STATES:
+            redis.add_metric([state], 1.0 if s.redis == state else 0.0)
+        yield redis
+        yield CounterMetricFamily(
+            "remit_audit_dropped",
+            "Decision-log entries dropped by the audit sink",
+            value=self._audit_dropped(),
+        )
+
+
+class Metrics:
+    def __init__(
+        self,
+        status: Callable[[], SourceStatus],
+        audit_dropped: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.decisions = Counter(
+            "remit_decisions", "Answered decisions", ["council", "decision", "effect"], registry=r
+        )
+        self.latency = Histogram(
+            "remit_decision_latency_seconds",
+            "Authorise handling time in the server",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rpcs = Counter("remit_rpcs", "RPCs handled", ["method", "code"], registry=r)
+        self.rpc_errors = Counter(
+            "remit_rpc_errors",
+            "RPCs that ended with a code other than OK",
+            ["method", "code"],
+            registry=r,
+        )
+        self.in_flight = Gauge("remit_rpcs_in_flight", "RPCs being handled", registry=r)
+        r.register(_StatusCollector(status, audit_dropped))
+        self._http: WSGIServer | None = None
+        self._http_thread: threading.Thread | None = None
+
+    def count_rpc(self, method: str, code: str) -> None:
+        self.rpcs.labels(method, code).inc()
+        if code != "OK":
+            self.rpc_errors.labels(method, code).inc()
+
+    def count_answer(self, request: pb.AuthoriseRequest, response: pb.AuthoriseResponse) -> None:
+        self.decisions.labels(
+            request.council, request.decision, pb.Effect.Name(response.effect)
+        ).inc()
+
+    def serve_http(self, address: str) -> int:
+        """Serve /metrics on ``address`` (HOST:PORT) in a daemon thread; returns the port."""
+        host, port = address.rsplit(":", 1)
+        self._http, self._http_thread = start_http_server(
+            int(port), addr=host.strip("[]"), registry=self.registry
+        )
+        return int(self._http.server_port)
+
+    def stop_http(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        method = details.method
+        m = self._m
+        is_authorise = method.endswith("/Authorise")
+        is_batch = method.endswith("/AuthoriseBatch")
+
+        def unary(inner: UnaryBehaviour) -> UnaryBehaviour:
+            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+                started = time.perf_counter()
+                raised = True
+                m.in_flight.inc()
+                try:
+                    response = inner(request, context)
+                    raised = False
+                finally:
+                    m.in_flight.dec()
+                    code = status_code(context, raised)
+                    m.count_rpc(method, code)
+                if code == "OK":
+                    if is_authorise:
+                        m.latency.observe(time.perf_counter() - started)
+                        m.count_answer(request, response)
+                    elif is_batch:
+                        for item, result in zip(request.items, response.results, strict=False):
+                            if result.HasField("response"):
+                                m.count_answer(item.request, result.response)
+                return response
+
+            return behaviour
+
+        def stream(inner: StreamBehaviour) -> StreamBehaviour:
+            def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+                raised = True
+                m.in_flight.inc()
+                try:
+                    yield from inner(requests, context)
+                    raised = False
+                finally:
+                    m.in_flight.dec()
+                    m.count_rpc(method, status_code(context, raised))
+
+            return behaviour
+
+        return wrap_handler(continuation(details), unary, stream)

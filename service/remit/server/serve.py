@@ -1,0 +1,316 @@
+"""Assemble and run the gRPC server.
+
+``create_server(address, deps) -> (server, port)`` builds an unstarted server with the
+interceptors in their fixed order, the health service and reflection. Tests bind port 0 and
+read the port back. The chain, outermost first::
+
+    tracing (only when OTEL_* asks) -> metrics -> recovery -> validation -> audit -> logging
+
+Metrics sit outside recovery so they count the final status code, INTERNAL included.
+
+``serve_forever(config)`` is ``remit serve``: open the policy source (the port opens only
+once a policy is loaded), start with health NOT_SERVING, start the source, then SERVING. On
+SIGTERM/SIGINT: NOT_SERVING at once, keep answering for the drain period, stop accepting,
+let in-flight calls finish within the grace period, flush the audit sink and the tracer,
+exit 0. ``workers > 1`` hands over to the pre-fork supervisor in :mod:`remit.server.workers`.
+
+Health detail: grpc.health.v1 has no detail field, so every ``Check`` answer carries trailing
+metadata ``remit-policy-version``, ``remit-policy-origin``, ``remit-redis``,
+``remit-policy-last-reload`` (unix seconds), ``remit-policy-detail`` and ``remit-pid``;
+``remit health`` prints them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from remit.audit.log import AuditLog, Pseudonymiser, StreamSink, sink_from_spec
+from remit.config import Config, ConfigError
+from remit.distribution.holder import PolicyHolder
+from remit.distribution.source import SourceStatus, open_source
+from remit.model.errors import PolicyError
+from remit.server.access import AccessPolicy
+from remit.server.interceptors import (
+    AuditInterceptor,
+    LoggingInterceptor,
+    RecoveryInterceptor,
+    ValidationInterceptor,
+)
+from remit.server.metrics import Metrics, MetricsInterceptor
+from remit.server.servicers import DEFAULT_BATCH_LIMIT, AuthorisationServicer, CatalogueServicer
+from remit.server.tracing import Tracing
+from remit.server.tracing import setup as setup_tracing
+from remit.v1 import remit_pb2, remit_pb2_grpc
+
+log = logging.getLogger("remit.server")
+
+SERVICE_NAMES = (
+    remit_pb2.DESCRIPTOR.services_by_name["AuthorisationService"].full_name,
+    remit_pb2.DESCRIPTOR.services_by_name["CatalogueService"].full_name,
+)
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+def _ascii(text: str, limit: int = 200) -> str:
+    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:limit]
+
+
+class RemitHealth(health.HealthServicer):  # type: ignore[misc]
+    """grpc.health.v1 with the policy version and Redis state in trailing metadata."""
+
+    def __init__(self, status: Callable[[], SourceStatus]) -> None:
+        super().__init__()
+        self._status = status
+
+    def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
+        response = super().Check(request, context)
+        s = self._status()
+        context.set_trailing_metadata(
+            (
+                ("remit-policy-version", _ascii(s.version)),
+                ("remit-policy-origin", _ascii(s.origin)),
+                ("remit-redis", _ascii(s.redis)),
+                ("remit-policy-last-reload", f"{s.last_reload:.3f}"),
+                ("remit-policy-detail", _ascii(s.detail)),
+                ("remit-pid", str(os.getpid())),
+            )
+        )
+        return response
+
+    def set_all(self, status: int) -> None:
+        for name in ("", *SERVICE_NAMES):
+            self.set(name, status)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Server certificate and key; ``client_ca`` turns on mTLS (a client cert is required)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.key.read_bytes(), self.cert.read_bytes())],
+            root_certificates=self.client_ca.read_bytes() if self.client_ca else None,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0]
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+@dataclass
+class Deps:
+    holder: PolicyHolder
+    audit: AuditLog = field(default_factory=lambda: AuditLog(StreamSink(), "strict"))
+    max_workers: int = 16
+    access: AccessPolicy = field(default_factory=AccessPolicy.open_access)
+    tls: TlsFiles | None = None
+    allow_plaintext: bool = False  # plaintext off loopback must be asked for explicitly
+    batch_limit: int = DEFAULT_BATCH_LIMIT  # items per AuthoriseBatch / AuthoriseStream message
+    # What health detail and metrics report; default: the holder's version, origin "local".
+    status: Callable[[], SourceStatus] | None = None
+    metrics: Metrics | None = None
+    tracing: Tracing | None = None
+    health: RemitHealth | None = None
+    start_serving: bool = True  # False: health starts NOT_SERVING (serve_forever flips it)
+    reuse_port: bool = False  # SO_REUSEPORT, for the workers of `remit serve --workers N`
+
+    def status_now(self) -> SourceStatus:
+        if self.status is not None:
+            return self.status()
+        return SourceStatus(self.holder.current().version, "local")
+
+
+def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
+    if deps.tls is None and not is_loopback(address) and not deps.allow_plaintext:
+        raise ValueError(
+            f"refusing plaintext gRPC on {address}: set REMIT_TLS_CERT/REMIT_TLS_KEY, "
+            "or REMIT_ALLOW_PLAINTEXT=1 to accept the risk"
+        )
+    if deps.tls is not None and deps.tls.client_ca is not None and deps.access.open:
+        raise ValueError("mTLS needs REMIT_ACCESS_FILE: which caller may query which councils")
+    outer: list[grpc.ServerInterceptor] = []
+    if deps.tracing is not None:
+        outer.append(deps.tracing.interceptor())
+    if deps.metrics is not None:
+        outer.append(MetricsInterceptor(deps.metrics))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=deps.max_workers, thread_name_prefix="remit-rpc"),
+        interceptors=[
+            *outer,
+            RecoveryInterceptor(),
+            ValidationInterceptor(deps.access),
+            AuditInterceptor(deps.audit),
+            LoggingInterceptor(),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 1 if deps.reuse_port else 0),
+        ],
+    )
+    remit_pb2_grpc.add_AuthorisationServiceServicer_to_server(
+        AuthorisationServicer(deps.holder, deps.batch_limit), server
+    )
+    remit_pb2_grpc.add_CatalogueServiceServicer_to_server(CatalogueServicer(deps.holder), server)
+    if deps.health is None:
+        deps.health = RemitHealth(deps.status_now)
+    health_pb2_grpc.add_HealthServicer_to_server(deps.health, server)
+    deps.health.set_all(
+        health_pb2.HealthCheckResponse.SERVING
+        if deps.start_serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    if deps.tls is not None:
+        port = server.add_secure_port(address, deps.tls.credentials())
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind {address}")
+    return server, port
+
+
+def serve_forever(config: Config) -> int:
+    """Run ``remit serve`` until SIGTERM/SIGINT; returns the exit code."""
+    logging.basicConfig(
+        level=config.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if config.workers > 1:
+        from remit.server.workers import supervise
+
+        return supervise(config)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        source = open_source(config)
+    except ConfigError as exc:
+        print(f"remit: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except PolicyError as exc:
+        log.error("cannot load the policy: %s", exc)
+        return 4
+    try:
+        audit = AuditLog(
+            sink_from_spec(config.audit_sink),
+            config.audit_mode,
+            Pseudonymiser(bytes.fromhex(config.audit_hmac_key) if config.audit_hmac_key else None),
+        )
+        access = (
+            AccessPolicy.from_file(config.access_file)
+            if config.access_file
+            else AccessPolicy.open_access()
+        )
+    except (OSError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        source.stop()
+        return 2
+    tls = (
+        TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca)
+        if config.tls_cert and config.tls_key
+        else None
+    )
+    tracing = setup_tracing(config)
+    metrics = Metrics(source.status, lambda: audit.stats.dropped)
+    health_servicer = RemitHealth(source.status)
+    deps = Deps(
+        source.holder,
+        audit,
+        config.threads,
+        status=source.status,
+        metrics=metrics,
+        tracing=tracing,
+        health=health_servicer,
+        start_serving=False,
+        reuse_port=config.worker_index >= 0,
+        access=access,
+        tls=tls,
+        allow_plaintext=config.allow_plaintext,
+        batch_limit=config.batch_limit,
+    )
+    try:
+        server, port = create_server(config.address, deps)
+        metrics_port = metrics.serve_http(config.metrics_address) if config.metrics_address else 0
+    except ValueError as exc:
+        log.error("cannot start: %s", exc)
+        source.stop()
+        return 2
+    except (OSError, RuntimeError) as exc:
+        log.error("cannot listen: %s", exc)
+        source.stop()
+        return 1
+    server.start()
+    source.start()
+    health_servicer.set_all(health_pb2.HealthCheckResponse.SERVING)
+    if config.worker_index >= 0:
+        _watch_parent(stop)
+    status = source.status()
+    log.info(
+        "remit serving policy %s (%s) on %s:%d%s%s, pid %d",
+        status.version,
+        status.origin,
+        config.address.rsplit(":", 1)[0],
+        port,
+        f", metrics on :{metrics_port}" if metrics_port else "",
+        f", tracing to {config.tracing_exporter}" if tracing else "",
+        os.getpid(),
+    )
+    stop.wait()
+    health_servicer.enter_graceful_shutdown()  # NOT_SERVING, permanently
+    if config.shutdown_drain_seconds:
+        log.info("draining %.1fs: NOT_SERVING, still answering", config.shutdown_drain_seconds)
+        time.sleep(config.shutdown_drain_seconds)
+    log.info("refusing new calls; in-flight calls have %.1fs", config.shutdown_grace_seconds)
+    server.stop(grace=config.shutdown_grace_seconds).wait()
+    audit.flush()
+    sys.stdout.flush()
+    if tracing is not None:
+        tracing.shutdown()
+    metrics.stop_http()
+    source.stop()
+    log.info("stopped")
+    return 0
+
+
+def _watch_parent(stop: threading.Event) -> None:
+    """A pre-forked worker stops itself if its supervisor disappears."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                log.error("supervisor %d is gone; stopping", parent)
+                stop.set()
+
+    threading.Thread(target=watch, name="remit-parent-watch", daemon=True).start()

@@ -1,0 +1,1 @@
+"""Tools for scheme owners and auditors: lint, diff, matrix, policy suites, the Casbin reference."""
