@@ -7,12 +7,13 @@ shape as ``HostRecord`` in the gRPC API); several files are read in order and jo
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from remit.engine.evaluate import Answer
 from remit.model.errors import InvalidArgument
+from remit.model.policy import Obligation
 from remit.model.request import Request
 
 from adapters._core import HostMapping, Mapped, Record, apply, casenote_codes
@@ -43,7 +44,8 @@ def apply_files(req: Request, system: str, paths: str) -> tuple[Request, HostMap
     return apply(req, system, read_records(paths))
 
 
-def mapped_json(host: HostMapping, answer: Answer) -> list[dict[str, Any]]:
-    casenotes = [o.casenote for o in answer.obligations if o.casenote]
+def mapped_json(host: HostMapping, obligations: Sequence[Obligation]) -> list[dict[str, Any]]:
+    """The mapped values, and the host's casenote code for each record obligation."""
+    casenotes = [o.casenote for o in obligations if o.casenote]
     values: list[Mapped] = [*host.mapped, *casenote_codes(host, casenotes)]
     return [asdict(m) for m in values]

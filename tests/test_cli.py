@@ -174,7 +174,7 @@ def test_check_authorisers_lists_who_may_decide_lowest_first() -> None:
         "--json",
     )
     assert out.returncode == 0, out.stderr
-    assert [(a["role"], a["rule"]) for a in json.loads(out.stdout)] == [
+    assert [(a["role"], a["rule"]) for a in json.loads(out.stdout)["authorisers"]] == [
         ("head_of_service", "2.4-hos"),
         ("resource_panel", "2.4-panel"),
     ]

@@ -98,9 +98,10 @@ def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _answer_json(answer: Any) -> dict[str, Any]:
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
-    data = asdict(answer)
+    data = asdict(replace(answer, trace=None))
+    data.pop("trace")
     data["effect"] = "ALLOW" if data.pop("allowed") else "DENY"
     return data
 
@@ -142,14 +143,18 @@ def _check_query(args: argparse.Namespace, policies: Any, req: Any) -> int:
                 print(f"      {o.kind} ({who}){_due_text(owed)}")
         return 0
     if args.authorisers:
-        auth = who_may_decide(
+        deciders = who_may_decide(
             policies, req.council, req.decision, dict(req.facts), req.service_area, req.grant, when
         )
         if args.json:
-            print(json.dumps([asdict(a) for a in auth], indent=2, ensure_ascii=False))
+            print(json.dumps(asdict(deciders), indent=2, ensure_ascii=False))
+            return 0
+        if deciders.decided_outside:
+            print(f"{req.decision} is not decided within the department here: decided by")
+            print(f"  {deciders.decided_outside}")
             return 0
         print(f"who may decide {req.decision} here, lowest post first:")
-        for a in auth:
+        for a in deciders.authorisers:
             cond = f": {a.conditions}" if a.conditions else ""
             print(f"  {a.title} [{a.role}] (rule {a.rule}, {a.section}){cond}")
         return 0
@@ -221,7 +226,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.host_system:
         from adapters._cli import mapped_json
 
-        data["mapped"] = mapped_json(mapped, answer)
+        data["mapped"] = mapped_json(mapped, answer.obligations)
     if args.reference:
         from remit.tools.reference import ReferenceEvaluator
 
@@ -229,6 +234,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
             prepare(policies, req)
         )
         data["reference"] = {"effect": "ALLOW" if allowed else "DENY", "rule": rule}
+    if args.trace and answer.trace is not None:
+        from remit.engine.trace import view
+
+        data["trace"] = view(answer.trace)
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
@@ -268,6 +277,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"  policy {answer.policy_version}, decision {answer.decision_id}")
         if "reference" in data:
             print(f"  casbin reference: {data['reference']['effect']} {data['reference']['rule']}")
+        for step in data.get("trace", []):
+            terms = ", ".join(f"{t['term']} {t['state']}" for t in step["terms"]) or "always"
+            mark = "decides" if step["decides"] else step["effect"]
+            print(
+                f"  trace {step['rule']} ({mark}; {step['via']} {step['via_role'] or ''}; "
+                f"area {step['area_state']}): {terms}"
+            )
     return EXIT_FAILED if args.exit_code and not answer.allowed else 0
 
 
@@ -400,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--policy-dir", default="")
     k.add_argument("--json", action="store_true")
     k.add_argument("--reference", action="store_true", help="also decide with the Casbin reference")
+    k.add_argument(
+        "--trace", action="store_true", help="show the engine's walk: each line, area and term"
+    )
     k.add_argument("--exit-code", action="store_true", help="exit 1 on DENY")
     k.add_argument("--host-system", default="", help="lcs or paris: map --records per council")
     k.add_argument(
@@ -438,4 +457,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result
-

@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from remit.engine.context import case_facts, required
 from remit.engine.due import due
-from remit.engine.evaluate import _typed, council_policy, describe_term
+from remit.engine.evaluate import council_policy
+from remit.engine.explain import describe_term
 from remit.model.conditions import FactValue
 from remit.model.errors import InvalidArgument, NotFound
-from remit.model.facts import ACTOR_FACTS, LEGAL_STATUS_GROUPS, FactType
 from remit.model.policy import CouncilPolicy, Decision, Event, PolicySet
 
 NAME_LIMIT = 64
@@ -51,28 +52,6 @@ def event_of(policy: CouncilPolicy, event_id: str) -> Event:
     return event
 
 
-def event_context(policy: CouncilPolicy, facts: Mapping[str, FactValue]) -> dict[str, FactValue]:
-    """Typed facts with defaults (bools false, role sets empty); unknown facts refused."""
-    ctx: dict[str, FactValue] = {}
-    for fid, value in facts.items():
-        well_known = fid in policy.facts and fid not in policy.declared_facts
-        field_name = f"context.{fid}" if well_known else f"context.facts[{fid}]"
-        spec = policy.facts.get(fid)
-        if spec is None or spec.derived or fid in ACTOR_FACTS:
-            raise NotFound(field_name, f"council {policy.council!r} declares no fact {fid!r}")
-        ctx[fid] = _typed(policy, spec, field_name, value)
-    for fid, spec in policy.facts.items():
-        if fid in ctx or spec.derived:
-            continue
-        if spec.type is FactType.BOOL:
-            ctx[fid] = False
-        elif spec.type is FactType.ROLES:
-            ctx[fid] = frozenset()
-    if "legal_status" in ctx:
-        ctx["legal_status_group"] = LEGAL_STATUS_GROUPS[str(ctx["legal_status"])]
-    return ctx
-
-
 def conditions_text(policy: CouncilPolicy, event: Event) -> str:
     return " or ".join(
         "; ".join(describe_term(policy, t) for t in alt) for alt in event.conditions if alt
@@ -87,12 +66,7 @@ def _applies(
     missing = [f for f in event.facts if f not in ctx]
     if missing:
         if require:
-            fid = missing[0]
-            where = f"context.facts[{fid}]" if fid in policy.declared_facts else f"context.{fid}"
-            spec = policy.facts[fid]
-            raise InvalidArgument(
-                where, f"required: notification {event.id} tests {spec.label} ({spec.type.value})"
-            )
+            raise required(policy, missing[0], f"notification {event.id}")
         return True
     return any(all(t.holds(ctx) for t in alt) for alt in event.conditions)
 
@@ -122,7 +96,7 @@ def notifications(
     """The notification owed for ``event_id`` in this context; [] when its conditions fail."""
     policy = council_policy(policies, council)
     event = event_of(policy, event_id)
-    ctx = event_context(policy, facts)
+    ctx = case_facts(policy, facts)
     if not _applies(policy, event, ctx, require=True):
         return []
     return [notice(policy, event, when or datetime.now(UTC))]
@@ -134,7 +108,7 @@ def implied(
     """Notifications that taking ``decision`` reports, in this context."""
     if not decision.implies:
         return []
-    ctx = event_context(policy, facts)
+    ctx = case_facts(policy, facts)
     out: list[Notice] = []
     for eid in decision.implies:
         event = policy.events[eid]

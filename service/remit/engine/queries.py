@@ -1,8 +1,8 @@
 """Questions beside a single decision: what may this actor do here, and who may decide this.
 
-Both read the same compiled lines as the engine. A fact the request does not carry is
-*open*: a permission that depends on it is listed as conditional, with the condition in
-plain words, never as settled.
+Both are read from the engine's one walk (:func:`remit.engine.trace.walk`). A fact the
+request does not carry is *open*: a permission that depends on it is listed as conditional,
+with the condition in plain words, never as settled.
 """
 
 from __future__ import annotations
@@ -10,26 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from remit.engine.answer import Authoriser
+from remit.engine.context import decision_context, given_facts
 from remit.engine.evaluate import (
-    Authoriser,
-    Prepared,
-    _effective_area,
-    authorisers,
-    context,
     council_policy,
     decision_of,
-    describe_term,
-    holds_ignoring,
-    in_area,
-    known_facts,
-    names_actor,
-    open_terms,
+    effective_area,
     validate_actor,
     validate_service_area,
 )
+from remit.engine.explain import authorisers, decision_steps, describe_term, outside
+from remit.engine.trace import Actor as Walker
+from remit.engine.trace import LineTrace, State, tested_facts, walk
 from remit.model.conditions import FactValue
 from remit.model.errors import InvalidArgument
-from remit.model.policy import CouncilPolicy, Decision, Line, Obligation, PolicySet
+from remit.model.policy import CouncilPolicy, Decision, Obligation, PolicySet
 from remit.model.request import Actor, Grant, Request
 
 
@@ -44,42 +39,57 @@ class Permitted:
     obligations: tuple[Obligation, ...]
 
 
-def _describe_open(policy: CouncilPolicy, line: Line, open_facts: frozenset[str]) -> str:
-    rule = policy.rules[line.rule]
+@dataclass(frozen=True)
+class WhoMayDecide:
+    """The authorisers, lowest post first, and the body outside the department that takes
+    the decision in this context ("" when it is taken inside)."""
+
+    authorisers: tuple[Authoriser, ...]
+    decided_outside: str = ""
+
+
+def open_words(policy: CouncilPolicy, lt: LineTrace) -> str:
+    """The line's open terms in plain words ("only with the agreement of the ..."; ...)."""
+    rule = policy.rules[lt.line.rule]
     pre = {o.fact: o.text for o in rule.obligations if o.kind == "precondition"}
     words: list[str] = []
-    for term in line.cond:
-        if term.fact not in open_facts:
-            continue
-        words.append(f"only {pre[term.fact]}" if term.fact in pre else describe_term(policy, term))
+    for t in lt.open:
+        fact = t.term.fact
+        words.append(f"only {pre[fact]}" if fact in pre else describe_term(policy, t.term))
     return "; ".join(words)
 
 
 def _permitted_one(policy: CouncilPolicy, decision: Decision, req: Request) -> Permitted | None:
     try:
-        area = _effective_area(policy, decision, req)
+        area = effective_area(policy, decision, req)
     except InvalidArgument:
         area = ""  # unsettled area: area-limited lines cannot apply
-    ctx = context(policy, decision, req, require=False)
-    known = known_facts(req)
-    roles = frozenset(req.actor.all_roles)
+    ctx = decision_context(policy, decision, req, require=False)
+    known = given_facts(req)
+    tested = tested_facts(decision)
+    roles = frozenset(req.actor.roles)
+    trace = walk(
+        decision,
+        Walker(roles, frozenset(req.actor.acting_for) - roles),
+        area,
+        ctx,
+        open_facts=tested - known,
+        steps=decision_steps(policy, decision),
+        given=known,
+        stop=False,
+    )
     conditional: list[str] = []
     first_rule = ""
     obligations: tuple[Obligation, ...] = ()
-    for line in decision.lines:
-        if not in_area(line, area):
+    for lt in trace.lines:
+        if not lt.possible or lt.area is not State.HELD:
             continue
-        if line.matching_roles is not None and not names_actor(line, roles):
-            continue
-        rule = policy.rules[line.rule]
-        unsettled = open_terms(line, rule, known)
-        if not holds_ignoring(line, ctx, unsettled):
-            continue
-        settled = not any(t.fact in unsettled for t in line.cond)
-        if line.effect == "deny":
+        rule = policy.rules[lt.line.rule]
+        settled = not lt.open
+        if lt.line.effect == "deny":
             if settled:
                 break
-            conditional.append("unless " + _describe_open(policy, line, unsettled))
+            conditional.append("unless " + open_words(policy, lt))
             continue
         if not first_rule:
             first_rule, obligations = rule.id, rule.obligations
@@ -93,7 +103,7 @@ def _permitted_one(policy: CouncilPolicy, decision: Decision, req: Request) -> P
                 bool(conditional),
                 obligations,
             )
-        conditional.append(_describe_open(policy, line, unsettled))
+        conditional.append(open_words(policy, lt))
     allows = [c for c in conditional if not c.startswith("unless ")]
     if not allows:
         return None
@@ -139,12 +149,17 @@ def who_may_decide(
     service_area: str = "",
     grant: Grant | None = None,
     when: datetime | None = None,
-) -> tuple[Authoriser, ...]:
-    """The posts that may take ``decision_id`` in this context, lowest first."""
+) -> WhoMayDecide:
+    """The posts that may take ``decision_id`` in this context, lowest first, and the body
+    outside the department that takes it here, if a settled prohibition places it there."""
     policy = council_policy(policies, council)
     decision = decision_of(policy, decision_id)
     validate_service_area(policy, service_area)
     req = Request(council, decision.id, Actor("query", ()), facts, service_area, grant, when)
-    ctx = context(policy, decision, req, require=False)
-    prep = Prepared(policy, decision, frozenset(), service_area, ctx)
-    return authorisers(prep, known_facts(req))
+    ctx = decision_context(policy, decision, req, require=False)
+    known = given_facts(req)
+    area = service_area or None
+    body = outside(policy, decision, area, ctx, known)
+    if body:
+        return WhoMayDecide((), body)
+    return WhoMayDecide(authorisers(policy, decision, area, ctx, known))

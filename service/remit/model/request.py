@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from remit.model.conditions import FactValue
+from remit.model.errors import InvalidArgument
+from remit.model.policy import NAME_PATTERN
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
 MAX_ROLES = 16
@@ -63,3 +65,14 @@ class Request:
     decision_time: datetime | None = None
     request_id: str = ""
     deviation: Deviation | None = None
+
+
+def check_name(field_name: str, value: str, pattern: re.Pattern[str] = NAME_PATTERN) -> None:
+    """Refuse an empty identifier or one outside ``pattern``, naming the field (the value is
+    not echoed: it may be anything a caller sent)."""
+    if not value:
+        raise InvalidArgument(field_name, "is required")
+    if not pattern.match(value):
+        raise InvalidArgument(
+            field_name, f"must match {pattern.pattern} (got {len(value)} characters)"
+        )

@@ -151,12 +151,11 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
         policies = self._holder.current()
         facts, area, grant = _typed_context(policies, request.council, request.context)
         when = _convert.time_from_proto(request, "decision_time")
-        found = who_may_decide(
-            policies, request.council, request.decision, facts, area, grant, when
-        )
+        who = who_may_decide(policies, request.council, request.decision, facts, area, grant, when)
         return pb.ListAuthorisersResponse(
-            authorisers=[_convert.authoriser_to_proto(a) for a in found],
+            authorisers=[_convert.authoriser_to_proto(a) for a in who.authorisers],
             policy_version=policies.version,
+            decided_outside=who.decided_outside,
         )
 
     def Notifications(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from remit.compiler import build as _compiler
-from remit.engine.evaluate import describe_term
+from remit.engine.explain import describe_term
 from remit.model import paths as _paths
 from remit.model.conditions import Term
 from remit.model.facts import FactType

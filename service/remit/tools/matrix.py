@@ -24,7 +24,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from remit.engine.queries import _describe_open
+from remit.engine.queries import open_words
+from remit.engine.trace import Actor as Walker
+from remit.engine.trace import LineTrace, State, area_limited, tested_facts, walk
 from remit.model.policy import CouncilPolicy, Decision, Line
 
 ALLOW, CONDITIONAL, NONE = "allow", "conditional", "none"
@@ -37,10 +39,10 @@ class Cell:
     detail: str  # conditions, citations and obligations in plain words
 
 
-def _words(policy: CouncilPolicy, line: Line, area: str) -> str:
-    words = _describe_open(policy, line, frozenset(t.fact for t in line.cond))
-    if line.area != "*" and not area:
-        where = f"only in {policy.areas[line.area].name}"
+def _words(policy: CouncilPolicy, lt: LineTrace) -> str:
+    words = open_words(policy, lt)
+    if lt.area is State.OPEN:
+        where = f"only in {policy.areas[lt.line.area].name}"
         words = f"{where}; {words}" if words else where
     return words
 
@@ -64,18 +66,20 @@ def _explain(policy: CouncilPolicy, line: Line, role: str, words: str) -> str:
 
 def cell(policy: CouncilPolicy, decision: Decision, role: str, area: str = "") -> Cell:
     """The matrix cell for an actor holding only ``role``; ``area``: acting in that area
-    ("" — any area: area-limited lines count as conditions)."""
+    ("" — any area: area-limited lines count as conditions). Every condition is left open
+    (the matrix answers for no particular case), so the engine's walk gives, line by line,
+    what the role meets and what it would need."""
+    every_fact = tested_facts(decision)
+    trace = walk(decision, Walker(frozenset({role})), area or None, {}, open_facts=every_fact)
     allows: list[str] = []
     notes: list[str] = []
     restricted = False  # a conditional prohibition applies before any settled allow
-    for line in decision.lines:
-        if line.matching_roles is not None and role not in line.matching_roles:
+    for lt in trace.lines:
+        if not lt.possible:
             continue
-        if area and line.area not in ("*", area):
-            continue
-        words = _words(policy, line, area)
-        notes.append(_explain(policy, line, role, words))
-        if line.effect == "deny":
+        words = _words(policy, lt)
+        notes.append(_explain(policy, lt.line, role, words))
+        if lt.line.effect == "deny":
             if not words:
                 state = CONDITIONAL if allows else NONE
                 return Cell(state, "\n".join(notes))
@@ -217,7 +221,7 @@ def render(policy: CouncilPolicy, version: str = "") -> str:
             f"{html.escape(heading)}</th></tr>"
         )
         for d in decisions:
-            area_limited = any(line.area != "*" for line in d.lines)
+            limited = area_limited(d)
             out.append(
                 f'<tr class="decision" data-d="{d.id}"><th class="dec" title="{_attr(d.quote)}">'
                 f'<span class="sec">{html.escape(d.section)}</span>{html.escape(d.wording)}</th>'
@@ -225,7 +229,7 @@ def render(policy: CouncilPolicy, version: str = "") -> str:
             for rid in roles:
                 c = cell(policy, d, rid)
                 variants: dict[str, list[str]] = {}
-                if area_limited:
+                if limited:
                     for aid in area_ids:
                         ca = cell(policy, d, rid, aid)
                         if ca != c:

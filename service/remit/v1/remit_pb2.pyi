@@ -989,7 +989,13 @@ class ListAuthorisersResponse(_message.Message):
 
     AUTHORISERS_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    DECIDED_OUTSIDE_FIELD_NUMBER: _builtins.int
     policy_version: _builtins.str
+    decided_outside: _builtins.str
+    """When a settled prohibition binding everyone places the decision outside the
+    department in this context (the Court, the Executive Member): that body, and no
+    authorisers. Empty when the decision is taken inside.
+    """
     @_builtins.property
     def authorisers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Authoriser]: ...
     def __init__(
@@ -997,10 +1003,11 @@ class ListAuthorisersResponse(_message.Message):
         *,
         authorisers: _abc.Iterable[Global___Authoriser] | None = ...,
         policy_version: _builtins.str = ...,
+        decided_outside: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorisers", b"authorisers", "policy_version", b"policy_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorisers", b"authorisers", "decided_outside", b"decided_outside", "policy_version", b"policy_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
