@@ -9,9 +9,11 @@ canonical fields of a request.
 Precedence (documented in README, "Integrating LCS and PARIS"): the records settle what
 they carry; canonical fields fill the rest (decision facts such as amounts, emergency,
 out of hours and absences only ever come from canonical fields). A canonical field that
-disagrees with a value the records settle is refused, never resolved by preference. A
-proto3 bool that is false is indistinguishable from unset, so a record's ``true`` wins
-over a canonical ``false``; a record's ``false`` against a canonical ``true`` is refused.
+disagrees with a value the records settle is refused, never resolved by preference: the
+case flags of ``Context`` carry presence, so a canonical ``false`` that was sent disagrees
+with a record's ``true``. The actor's flags (``Actor.agency``, ...) do not: a proto3 false
+there is indistinguishable from unset, so a record's ``true`` wins over it, and a record's
+``false`` against a canonical ``true`` is refused.
 
 Dates of birth are used to compute the child's age at the decision time and are never
 returned, logged or put in an error message; a mapped DOB shows ``raw`` as withheld.
@@ -596,9 +598,6 @@ def merge(req: Request, host: HostMapping) -> Request:
             continue
         given = facts[fid]
         if given == value and type(given) is type(value):
-            continue
-        if isinstance(value, bool) and value and given is False:
-            facts[fid] = True
             continue
         raise _conflict(name, given, value, src.get(name, ""), system, echo=fid != "child_age")
     area = pick_text("context.service_area", req.service_area, host.service_area)

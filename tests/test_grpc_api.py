@@ -51,6 +51,36 @@ def test_epo_by_team_manager_in_exceptional_circumstances_is_allowed_citing_6_7(
     assert resp.citation.document.startswith("Children's Social Care")
 
 
+def test_a_flag_sent_false_is_reported_false_and_an_unset_one_not_recorded(
+    channel: grpc.Channel,
+) -> None:
+    sent = _authorise(
+        channel,
+        council="torbay",
+        decision="apply_epo",
+        actor=_tm(),
+        context=pb.Context(exceptional_circumstances=False),
+    )
+    assert sent.effect == pb.EFFECT_DENY
+    assert "recorded as false" in sent.reason
+    assert "exceptional_circumstances" not in sent.missing_facts
+    unset = _authorise(channel, council="torbay", decision="apply_epo", actor=_tm())
+    assert "not recorded in the request" in unset.reason
+    assert "exceptional_circumstances" in unset.missing_facts
+
+
+def test_every_well_known_fact_has_its_context_field_and_back() -> None:
+    from remit.model.facts import ACTOR_FACTS, WELL_KNOWN
+
+    fields = set(pb.Context.DESCRIPTOR.fields_by_name) - {"service_area", "grant", "facts"}
+    facts = {f for f, spec in WELL_KNOWN.items() if not spec.derived and f not in ACTOR_FACTS}
+    assert fields == facts
+    for name in fields:  # numbers and flags carry presence: unset is not the same as 0 / false
+        fd = pb.Context.DESCRIPTOR.fields_by_name[name]
+        if fd.type in (fd.TYPE_BOOL, fd.TYPE_INT32, fd.TYPE_INT64):
+            assert fd.has_presence, name
+
+
 def test_s17_2400_by_team_manager_is_denied_with_authorisers(channel: grpc.Channel) -> None:
     resp = _authorise(
         channel,

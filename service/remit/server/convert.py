@@ -14,7 +14,7 @@ from remit.engine.notify import Notice, conditions_text
 from remit.engine.queries import Permitted
 from remit.model.conditions import FactValue
 from remit.model.errors import InvalidArgument
-from remit.model.facts import WELL_KNOWN
+from remit.model.facts import WELL_KNOWN, FactType
 from remit.model.policy import CouncilPolicy, Obligation, PolicySet
 from remit.model.request import Actor, Deviation, Grant, Request
 from remit.v1 import remit_pb2 as pb
@@ -29,38 +29,36 @@ _OBLIGATION_KINDS: dict[str, int] = {
     "approve": pb.OBLIGATION_KIND_APPROVE,
 }
 
-_OPTIONAL_INTS = (
-    "amount_pence",
-    "cumulative_amount_pence",
-    "child_age",
-    "placement_distance_miles",
-)
-_FLAGS = (
-    "emergency",
-    "exceptional_circumstances",
-    "out_of_hours",
-    "looked_after",
-    "court_proceedings",
-    "cp_plan",
-    "child_in_need",
-)
-_ENUMS = ("legal_status", "cp_category", "care_leaver_eligibility", "placement_provider")
+
+def _context_fields() -> dict[FactType, tuple[str, ...]]:
+    """The well-known facts by type, each carried by the ``Context`` field of its own name
+    (one list: :data:`remit.model.facts.WELL_KNOWN`; ``tests/test_grpc_api.py`` checks that
+    every such fact has its field and every fact field its fact)."""
+    out: dict[FactType, list[str]] = {}
+    fields = pb.Context.DESCRIPTOR.fields_by_name
+    for fid, spec in WELL_KNOWN.items():
+        if fid in fields:
+            out.setdefault(spec.type, []).append(fid)
+    return {kind: tuple(names) for kind, names in out.items()}
+
+
+_BY_TYPE = _context_fields()
+_NUMBERS = _BY_TYPE.get(FactType.INT, ()) + _BY_TYPE.get(FactType.MONEY, ())
 
 
 def context_from_proto(ctx: pb.Context) -> tuple[dict[str, FactValue], str, Grant | None]:
     """Typed facts, service area and grant; malformed values raise InvalidArgument."""
     facts: dict[str, FactValue] = {}
-    for name in _OPTIONAL_INTS:
+    for name in _NUMBERS:
         if ctx.HasField(name):  # type: ignore[arg-type]
             facts[name] = int(getattr(ctx, name))
-    for name in _FLAGS:
+    for name in _BY_TYPE.get(FactType.BOOL, ()):
+        if ctx.HasField(name):  # type: ignore[arg-type]  # a false sent is kept: "recorded as false"
+            facts[name] = bool(getattr(ctx, name))
+    for name in _BY_TYPE.get(FactType.ROLES, ()):
         if getattr(ctx, name):
-            facts[name] = True
-    if ctx.absent_roles:
-        facts["absent_roles"] = frozenset(ctx.absent_roles)
-    if ctx.concurring_roles:
-        facts["concurring_roles"] = frozenset(ctx.concurring_roles)
-    for name in _ENUMS:
+            facts[name] = frozenset(getattr(ctx, name))
+    for name in _BY_TYPE.get(FactType.ENUM, ()):
         if getattr(ctx, name):
             facts[name] = getattr(ctx, name)
     for fid, value in ctx.facts.items():

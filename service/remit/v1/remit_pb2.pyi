@@ -178,7 +178,8 @@ Global___FactValue: _TypeAlias = FactValue  # noqa: Y015
 @_typing.final
 class Context(_message.Message):
     """The facts of the case and of this decision. Absent bools are false and absent role
-    lists empty; any other fact a rule of the decision tests is required.
+    lists empty; any other fact a rule of the decision tests is required. A flag set to
+    false is recorded as false (a deny says so), an unset one as not recorded.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -265,35 +266,49 @@ class Context(_message.Message):
         *,
         amount_pence: _builtins.int | None = ...,
         cumulative_amount_pence: _builtins.int | None = ...,
-        emergency: _builtins.bool = ...,
-        exceptional_circumstances: _builtins.bool = ...,
-        out_of_hours: _builtins.bool = ...,
+        emergency: _builtins.bool | None = ...,
+        exceptional_circumstances: _builtins.bool | None = ...,
+        out_of_hours: _builtins.bool | None = ...,
         absent_roles: _abc.Iterable[_builtins.str] | None = ...,
         concurring_roles: _abc.Iterable[_builtins.str] | None = ...,
         child_age: _builtins.int | None = ...,
         legal_status: _builtins.str = ...,
-        looked_after: _builtins.bool = ...,
+        looked_after: _builtins.bool | None = ...,
         placement_distance_miles: _builtins.int | None = ...,
-        court_proceedings: _builtins.bool = ...,
+        court_proceedings: _builtins.bool | None = ...,
         service_area: _builtins.str = ...,
         grant: Global___Grant | None = ...,
         facts: _abc.Mapping[_builtins.str, Global___FactValue] | None = ...,
-        cp_plan: _builtins.bool = ...,
+        cp_plan: _builtins.bool | None = ...,
         cp_category: _builtins.str = ...,
-        child_in_need: _builtins.bool = ...,
+        child_in_need: _builtins.bool | None = ...,
         care_leaver_eligibility: _builtins.str = ...,
         placement_provider: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_pence", b"_amount_pence", "_child_age", b"_child_age", "_cumulative_amount_pence", b"_cumulative_amount_pence", "_placement_distance_miles", b"_placement_distance_miles", "amount_pence", b"amount_pence", "child_age", b"child_age", "cumulative_amount_pence", b"cumulative_amount_pence", "grant", b"grant", "placement_distance_miles", b"placement_distance_miles"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_pence", b"_amount_pence", "_child_age", b"_child_age", "_child_in_need", b"_child_in_need", "_court_proceedings", b"_court_proceedings", "_cp_plan", b"_cp_plan", "_cumulative_amount_pence", b"_cumulative_amount_pence", "_emergency", b"_emergency", "_exceptional_circumstances", b"_exceptional_circumstances", "_looked_after", b"_looked_after", "_out_of_hours", b"_out_of_hours", "_placement_distance_miles", b"_placement_distance_miles", "amount_pence", b"amount_pence", "child_age", b"child_age", "child_in_need", b"child_in_need", "court_proceedings", b"court_proceedings", "cp_plan", b"cp_plan", "cumulative_amount_pence", b"cumulative_amount_pence", "emergency", b"emergency", "exceptional_circumstances", b"exceptional_circumstances", "grant", b"grant", "looked_after", b"looked_after", "out_of_hours", b"out_of_hours", "placement_distance_miles", b"placement_distance_miles"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_pence", b"_amount_pence", "_child_age", b"_child_age", "_cumulative_amount_pence", b"_cumulative_amount_pence", "_placement_distance_miles", b"_placement_distance_miles", "absent_roles", b"absent_roles", "amount_pence", b"amount_pence", "care_leaver_eligibility", b"care_leaver_eligibility", "child_age", b"child_age", "child_in_need", b"child_in_need", "concurring_roles", b"concurring_roles", "court_proceedings", b"court_proceedings", "cp_category", b"cp_category", "cp_plan", b"cp_plan", "cumulative_amount_pence", b"cumulative_amount_pence", "emergency", b"emergency", "exceptional_circumstances", b"exceptional_circumstances", "facts", b"facts", "grant", b"grant", "legal_status", b"legal_status", "looked_after", b"looked_after", "out_of_hours", b"out_of_hours", "placement_distance_miles", b"placement_distance_miles", "placement_provider", b"placement_provider", "service_area", b"service_area"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_pence", b"_amount_pence", "_child_age", b"_child_age", "_child_in_need", b"_child_in_need", "_court_proceedings", b"_court_proceedings", "_cp_plan", b"_cp_plan", "_cumulative_amount_pence", b"_cumulative_amount_pence", "_emergency", b"_emergency", "_exceptional_circumstances", b"_exceptional_circumstances", "_looked_after", b"_looked_after", "_out_of_hours", b"_out_of_hours", "_placement_distance_miles", b"_placement_distance_miles", "absent_roles", b"absent_roles", "amount_pence", b"amount_pence", "care_leaver_eligibility", b"care_leaver_eligibility", "child_age", b"child_age", "child_in_need", b"child_in_need", "concurring_roles", b"concurring_roles", "court_proceedings", b"court_proceedings", "cp_category", b"cp_category", "cp_plan", b"cp_plan", "cumulative_amount_pence", b"cumulative_amount_pence", "emergency", b"emergency", "exceptional_circumstances", b"exceptional_circumstances", "facts", b"facts", "grant", b"grant", "legal_status", b"legal_status", "looked_after", b"looked_after", "out_of_hours", b"out_of_hours", "placement_distance_miles", b"placement_distance_miles", "placement_provider", b"placement_provider", "service_area", b"service_area"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__amount_pence: _TypeAlias = _typing.Literal["amount_pence"]  # noqa: Y015
     _WhichOneofArgType__amount_pence: _TypeAlias = _typing.Literal["_amount_pence", b"_amount_pence"]  # noqa: Y015
     _WhichOneofReturnType__child_age: _TypeAlias = _typing.Literal["child_age"]  # noqa: Y015
     _WhichOneofArgType__child_age: _TypeAlias = _typing.Literal["_child_age", b"_child_age"]  # noqa: Y015
+    _WhichOneofReturnType__child_in_need: _TypeAlias = _typing.Literal["child_in_need"]  # noqa: Y015
+    _WhichOneofArgType__child_in_need: _TypeAlias = _typing.Literal["_child_in_need", b"_child_in_need"]  # noqa: Y015
+    _WhichOneofReturnType__court_proceedings: _TypeAlias = _typing.Literal["court_proceedings"]  # noqa: Y015
+    _WhichOneofArgType__court_proceedings: _TypeAlias = _typing.Literal["_court_proceedings", b"_court_proceedings"]  # noqa: Y015
+    _WhichOneofReturnType__cp_plan: _TypeAlias = _typing.Literal["cp_plan"]  # noqa: Y015
+    _WhichOneofArgType__cp_plan: _TypeAlias = _typing.Literal["_cp_plan", b"_cp_plan"]  # noqa: Y015
     _WhichOneofReturnType__cumulative_amount_pence: _TypeAlias = _typing.Literal["cumulative_amount_pence"]  # noqa: Y015
     _WhichOneofArgType__cumulative_amount_pence: _TypeAlias = _typing.Literal["_cumulative_amount_pence", b"_cumulative_amount_pence"]  # noqa: Y015
+    _WhichOneofReturnType__emergency: _TypeAlias = _typing.Literal["emergency"]  # noqa: Y015
+    _WhichOneofArgType__emergency: _TypeAlias = _typing.Literal["_emergency", b"_emergency"]  # noqa: Y015
+    _WhichOneofReturnType__exceptional_circumstances: _TypeAlias = _typing.Literal["exceptional_circumstances"]  # noqa: Y015
+    _WhichOneofArgType__exceptional_circumstances: _TypeAlias = _typing.Literal["_exceptional_circumstances", b"_exceptional_circumstances"]  # noqa: Y015
+    _WhichOneofReturnType__looked_after: _TypeAlias = _typing.Literal["looked_after"]  # noqa: Y015
+    _WhichOneofArgType__looked_after: _TypeAlias = _typing.Literal["_looked_after", b"_looked_after"]  # noqa: Y015
+    _WhichOneofReturnType__out_of_hours: _TypeAlias = _typing.Literal["out_of_hours"]  # noqa: Y015
+    _WhichOneofArgType__out_of_hours: _TypeAlias = _typing.Literal["_out_of_hours", b"_out_of_hours"]  # noqa: Y015
     _WhichOneofReturnType__placement_distance_miles: _TypeAlias = _typing.Literal["placement_distance_miles"]  # noqa: Y015
     _WhichOneofArgType__placement_distance_miles: _TypeAlias = _typing.Literal["_placement_distance_miles", b"_placement_distance_miles"]  # noqa: Y015
     @_typing.overload
@@ -301,7 +316,21 @@ class Context(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__child_age) -> _WhichOneofReturnType__child_age | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__child_in_need) -> _WhichOneofReturnType__child_in_need | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__court_proceedings) -> _WhichOneofReturnType__court_proceedings | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cp_plan) -> _WhichOneofReturnType__cp_plan | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__cumulative_amount_pence) -> _WhichOneofReturnType__cumulative_amount_pence | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__emergency) -> _WhichOneofReturnType__emergency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__exceptional_circumstances) -> _WhichOneofReturnType__exceptional_circumstances | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__looked_after) -> _WhichOneofReturnType__looked_after | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__out_of_hours) -> _WhichOneofReturnType__out_of_hours | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__placement_distance_miles) -> _WhichOneofReturnType__placement_distance_miles | None: ...
 
