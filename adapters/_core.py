@@ -31,7 +31,7 @@ from typing import Any
 from remit.model.conditions import FactValue
 from remit.model.errors import InvalidArgument
 from remit.model.facts import LEGAL_STATUS_GROUPS
-from remit.model.request import Actor, Request
+from remit.model.request import Actor, Request, check_name
 
 from adapters import _tables
 from adapters._tables import Concept, Entry, Tables
@@ -79,9 +79,10 @@ def load_tables(council: str, system: str, root: Any = None) -> Tables:
             "host.system",
             f"unknown host system {system!r}: use one of {', '.join(_tables.SYSTEMS)}",
         )
+    check_name("council", council)  # before the tables: the id is a key, never a path
     try:
         return _tables.cached(council, system, root)
-    except FileNotFoundError:
+    except KeyError:
         path = _tables.display_path(_tables.mapping_path(council, system, root))
         raise InvalidArgument(
             "host.system",

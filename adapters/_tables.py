@@ -101,7 +101,22 @@ class Tables:
 
 
 def mapping_path(council: str, system: str, root: Path | None = None) -> Path:
+    """Where a (council, system) mapping file is, or would be created. Only for council and
+    system ids that are already known (from :func:`files` or the catalogue): a request's
+    string never becomes a path (see :func:`load`)."""
     return (root or MAPPINGS_DIR) / council / f"{system}.yaml"
+
+
+def files(root: Path | None = None) -> dict[tuple[str, str], Path]:
+    """Every mapping file under ``root``, by (council, system), read from the directory
+    listing: the only way a file is found, so that a council or system string from a request
+    is only ever a key in this map, never a part of a path."""
+    base = root or MAPPINGS_DIR
+    return {
+        (p.parent.name, p.stem): p
+        for p in sorted(base.glob("*/*.yaml"))
+        if p.stem in SYSTEMS and p.is_file()
+    }
 
 
 def display_path(path: Path) -> str:
@@ -152,10 +167,11 @@ def _concepts(
 
 def load(council: str, system: str, root: Path | None = None) -> Tables:
     """Load and check one mapping file. Raises :class:`MappingFileError` with every problem;
-    ``FileNotFoundError`` when the council has no mapping for the system."""
-    path = mapping_path(council, system, root)
-    if not path.is_file():
-        raise FileNotFoundError(path)
+    ``KeyError`` when the council has no mapping for the system (looked up by key in the
+    directory listing, :func:`files`)."""
+    path = files(root).get((council, system))
+    if path is None:
+        raise KeyError((council, system))
     shown = display_path(path)
     doc, syntax = _yaml.load(path, shown)
     problems = [Problem(shown, line, "", msg) for line, msg in syntax]
@@ -270,5 +286,4 @@ def cached(council: str, system: str, root: Path | None = None) -> Tables:
 
 def available(root: Path | None = None) -> list[tuple[str, str]]:
     """Every (council, system) with a mapping file."""
-    base = root or MAPPINGS_DIR
-    return sorted((p.parent.name, p.stem) for p in base.glob("*/*.yaml") if p.stem in SYSTEMS)
+    return sorted(files(root))

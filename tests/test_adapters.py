@@ -196,6 +196,23 @@ def test_unknown_system_table_and_missing_mapping_are_refused(tmp_path: Path) ->
     assert "council 'nowhere' has no lcs mapping" in info.value.message
 
 
+@pytest.mark.parametrize(
+    "council",
+    ["../secret", "../halton", "halton/../torbay", "/etc", "..", "torbay/", "TORBAY", "x" * 300],
+)
+def test_a_council_string_never_becomes_a_mapping_path(tmp_path: Path, council: str) -> None:
+    """A council id from a request is checked as a name and then only looked up, as a key,
+    in the listing of the mapping folder: "../" reaches nothing and no path leaks."""
+    outside = tmp_path / "mappings"
+    (outside / "secret").mkdir(parents=True)
+    shutil.copy(MAPPINGS_DIR / "torbay" / "lcs.yaml", outside / "secret" / "lcs.yaml")
+    with pytest.raises(InvalidArgument) as info:
+        map_records(council, "lcs", [("DIM_WORKER", {})], WHEN, root=outside / "none")
+    assert info.value.field == "council"
+    assert str(tmp_path) not in info.value.message
+    assert "/" not in info.value.message
+
+
 def test_ambiguous_records_are_refused_never_picked() -> None:
     err = _refused(
         [
