@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from remit.audit.log import MemorySink
@@ -239,6 +240,38 @@ def test_write_off_above_every_ceiling_names_who_decides_outside(channel: grpc.C
             },
             grpc.StatusCode.NOT_FOUND,
             "context.service_area",
+        ),
+        *(
+            (
+                {
+                    "council": "gloucestershire",
+                    "decision": "chair_strategy_meeting",
+                    "decision_time": Timestamp(seconds=seconds, nanos=nanos),
+                },
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "decision_time",
+            )
+            for seconds, nanos in (
+                (-62135596800, 0),  # 0001-01-01: the edge of the Timestamp range
+                (253402300799, 0),  # 9999-12-31T23:59:59
+                (10**15, 0),  # past every calendar
+                (0, -1),
+                (0, 10**9),
+            )
+        ),
+        *(
+            (
+                {
+                    "council": "gloucestershire",
+                    "decision": "chair_strategy_meeting",
+                    "context": pb.Context(
+                        grant=pb.Grant(decision="chair_strategy_meeting", expires_on=text)
+                    ),
+                },
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "context.grant.expires_on",
+            )
+            for text in ("20991231", "2099-W52-4", "2099-12-31T00:00", "")
         ),
     ],
 )

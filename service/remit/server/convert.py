@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 
@@ -28,6 +29,9 @@ _OBLIGATION_KINDS: dict[str, int] = {
     "precondition": pb.OBLIGATION_KIND_PRECONDITION,
     "approve": pb.OBLIGATION_KIND_APPROVE,
 }
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _context_fields() -> dict[FactType, tuple[str, ...]]:
@@ -72,10 +76,12 @@ def context_from_proto(ctx: pb.Context) -> tuple[dict[str, FactValue], str, Gran
         facts[fid] = getattr(value, kind)
     grant = None
     if ctx.HasField("grant"):
-        try:
+        try:  # fromisoformat alone also takes 20991231 and 2099-W52-4: the contract is YYYY-MM-DD
+            if not _ISO_DATE.fullmatch(ctx.grant.expires_on):
+                raise ValueError(ctx.grant.expires_on)
             expires = date.fromisoformat(ctx.grant.expires_on)
-        except ValueError as exc:
-            raise InvalidArgument("context.grant.expires_on", "must be a date YYYY-MM-DD") from exc
+        except ValueError:
+            raise InvalidArgument("context.grant.expires_on", "must be a date YYYY-MM-DD") from None
         grant = Grant(ctx.grant.decision, int(ctx.grant.remaining), expires)
     return facts, ctx.service_area, grant
 
@@ -91,11 +97,27 @@ def actor_from_proto(actor: pb.Actor) -> Actor:
     )
 
 
+# Timestamps a decision may carry: well inside datetime's range, so that arithmetic on them
+# (working days, grant expiry) never overflows into an internal error.
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def time_from_proto(msg: Message, field: str) -> datetime | None:
+    """The timestamp field as an aware datetime; out of range (or malformed) is
+    INVALID_ARGUMENT naming the field, never an internal error."""
     if not msg.HasField(field):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(msg, field)
-    return stamp.ToDatetime(tzinfo=UTC)
+    if not 0 <= stamp.nanos < 1_000_000_000:
+        raise InvalidArgument(field, "nanos must be 0 to 999,999,999")
+    try:
+        when = stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(field, "is out of range") from None
+    if not _EARLIEST <= when < _LATEST:
+        raise InvalidArgument(field, "must be between 1900 and 9000")
+    return when
 
 
 def request_from_proto(msg: pb.AuthoriseRequest) -> Request:
