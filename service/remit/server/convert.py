@@ -111,7 +111,8 @@ def time_from_proto(msg: Message, field: str) -> datetime | None:
 
 
 def request_from_proto(msg: pb.AuthoriseRequest, policies: PolicySet | None = None) -> Request:
-    """Typed engine request; malformed values raise InvalidArgument naming the field.
+    """Typed engine request; malformed values raise InvalidArgument naming the field. The
+    decision time is the request's, else now (when the server took the request).
 
     ``policies``: the version the request is decided under, for the scheme-fact kind check
     of :func:`context_from_proto` (an unknown council is left to the engine, which names
@@ -125,7 +126,7 @@ def request_from_proto(msg: pb.AuthoriseRequest, policies: PolicySet | None = No
         facts=facts,
         service_area=area,
         grant=grant,
-        decision_time=time_from_proto(msg, "decision_time"),
+        decision_time=time_from_proto(msg, "decision_time") or now(),
         request_id=msg.request_id,
         deviation=(
             Deviation(
