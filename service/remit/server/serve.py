@@ -155,7 +155,7 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
     )
     observers: list[DecisionObserver] = [o for o in (deps.metrics, deps.tracing) if o is not None]
     remit_pb2_grpc.add_AuthorisationServiceServicer_to_server(
-        AuthorisationServicer(deps.holder, deps.batch_limit, DecisionHook(deps.audit, observers)),
+        AuthorisationServicer(deps.holder, DecisionHook(deps.audit, observers), deps.batch_limit),
         server,
     )
     remit_pb2_grpc.add_CatalogueServiceServicer_to_server(CatalogueServicer(deps.holder), server)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import grpc
 from google.rpc import code_pb2
 
-from remit.audit.log import AuditLog, AuditUnavailable, CallInfo, StreamSink
+from remit.audit.log import AuditUnavailable, CallInfo
 from remit.distribution.holder import PolicyHolder
 from remit.engine.authorise import Outcome
 from remit.engine.authorise import authorise as authorise_request
@@ -113,15 +113,15 @@ def _typed_context(
 
 
 class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
+    """Authorise, AuthoriseBatch, AuthoriseStream and the list queries. ``hook`` sees every
+    answered decision (the decision log, metrics, tracing: see :mod:`remit.server.hook`)."""
+
     def __init__(
-        self,
-        holder: PolicyHolder,
-        batch_limit: int = DEFAULT_BATCH_LIMIT,
-        hook: DecisionHook | None = None,
+        self, holder: PolicyHolder, hook: DecisionHook, batch_limit: int = DEFAULT_BATCH_LIMIT
     ) -> None:
         self._holder = holder
+        self._hook = hook
         self._batch_limit = batch_limit
-        self._hook = hook or DecisionHook(AuditLog(StreamSink(), "strict"))
 
     def Authorise(
         self, request: pb.AuthoriseRequest, context: grpc.ServicerContext
