@@ -47,7 +47,7 @@ from remit.engine.evaluate import Prepared, decide, first_match, prepare
 from remit.model.errors import RequestError
 from remit.model.policy import PolicySet, load_dir
 from remit.model.request import Actor, Request
-from remit.server.interceptors import check_message
+from remit.server.interceptors.validation import check_message
 from remit.server.servicers import authorise
 from remit.tools.boundaries import contexts
 from remit.tools.reference import ReferenceEvaluator

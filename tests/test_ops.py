@@ -178,8 +178,8 @@ def test_metrics_counts_move(server: Server) -> None:
     assert (
         metric(after, "remit_decision_latency_seconds_count")
         - metric(before, "remit_decision_latency_seconds_count")
-        == 4
-    )  # unary Authorise answers only; the bad request is an error
+        == 6
+    )  # one per answered decision (4 unary, 2 batch items); the bad request is an error
     code = bad.value.code().name
     method = "/remit.v1.AuthorisationService/Authorise"
     assert metric(after, "remit_rpc_errors_total", method=method, code=code) == 1
@@ -539,24 +539,28 @@ def test_span_attributes_are_a_fixed_list_without_personal_data() -> None:
         server.stop(grace=None)
         tracing.shutdown()
     spans = exporter.get_finished_spans()
-    assert [sp.name for sp in spans] == ["remit.v1.AuthorisationService/Authorise"] * 2
-    allowed = {
-        "rpc.system",
-        "rpc.service",
-        "rpc.method",
-        "rpc.grpc.status_code",
+    rpc = "remit.v1.AuthorisationService/Authorise"
+    # the answered call: its decision's span, then the call's; the refused call: no decision
+    assert [sp.name for sp in spans] == ["remit.decision", rpc, rpc]
+    rpc_attributes = {"rpc.system", "rpc.service", "rpc.method", "rpc.grpc.status_code"}
+    decision_attributes = {
         "remit.council",
         "remit.decision",
         "remit.effect",
         "remit.policy_version",
     }
     for sp in spans:
-        assert set(sp.attributes or {}) <= allowed
+        want = decision_attributes if sp.name == "remit.decision" else rpc_attributes
+        assert set(sp.attributes or {}) == want
         assert not sp.events  # no exception events (their messages may echo the request)
         assert "tm-secret" not in repr(sp.to_json()) and "nobody-x" not in repr(sp.to_json())
-    ok, bad = spans
-    assert ok.attributes is not None and ok.attributes["remit.effect"] == "EFFECT_ALLOW"
-    assert bad.attributes is not None and "remit.council" not in bad.attributes
+    decided, ok, bad = spans
+    assert decided.parent is not None and decided.parent.span_id == ok.context.span_id
+    assert decided.attributes is not None and decided.attributes["remit.effect"] == "EFFECT_ALLOW"
+    assert ok.status.status_code.name != "ERROR"
+    assert (
+        bad.attributes is not None and bad.attributes["rpc.grpc.status_code"] == 3
+    )  # INVALID_ARGUMENT
     assert bad.status.status_code.name == "ERROR"
 
 

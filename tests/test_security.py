@@ -3,6 +3,7 @@ binding, dev tokens, plaintext only on loopback, signed bundles."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import code_pb2
 from remit.audit.log import (
     AuditLog,
+    CallInfo,
     FileSink,
     MemorySink,
     Pseudonymiser,
@@ -29,9 +32,11 @@ from remit.distribution.bundle import BundleStore, from_directory
 from remit.distribution.holder import PolicyHolder
 from remit.distribution.replica import RedisSource
 from remit.distribution.signing import Signer, Verifier, generate_keypair
-from remit.model.policy import PolicySet
+from remit.model.policy import PolicySet, load_dir
 from remit.server.access import AccessPolicy
+from remit.server.convert import masked_fields
 from remit.server.serve import Deps, TlsFiles, create_server
+from remit.server.servicers import answer
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
@@ -67,12 +72,25 @@ def _request(council: str = "torbay", n: int = 0) -> pb.AuthoriseRequest:
 
 
 def _write_entries(log: AuditLog, n: int) -> None:
+    """n real decisions (Torbay s.17, rule 2.4-tm), logged as the server logs them."""
+    policies = _policies()
     for i in range(n):
         req = _request(n=i)
-        resp = pb.AuthoriseResponse(
-            effect=pb.EFFECT_ALLOW, rule_id="2.4-tm", decision_id=f"d{i:04d}", policy_version="v1"
+        outcome, _ = answer(policies, req)
+        log.write_decision(
+            outcome,
+            CallInfo(
+                "cn:test",
+                0.0001,
+                case_reference=req.case_reference,
+                masked_fields=masked_fields(req),
+            ),
         )
-        log.write_decision(req, resp, "cn:test", 0.0001)
+
+
+@functools.cache
+def _policies() -> PolicySet:
+    return load_dir(GENERATED)
 
 
 def test_chain_verifies_and_an_edited_byte_is_named_by_line(tmp_path: Path) -> None:
@@ -164,23 +182,30 @@ def test_best_effort_counts_every_drop() -> None:
 
 
 def test_strict_mode_never_returns_an_unlogged_decision(policies: PolicySet) -> None:
+    """A refused entry fails the unary call, and each batch or stream item it belongs to."""
     log = AuditLog(_BrokenSink(), "strict", Pseudonymiser(b"k" * 32))
     server, port = create_server("127.0.0.1:0", Deps(PolicyHolder(policies), audit=log))
     server.start()
+    items = [pb.BatchItem(correlation_id=c, request=_request()) for c in ("a", "b")]
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pb_grpc.AuthorisationServiceStub(ch)
             with pytest.raises(grpc.RpcError) as info:
-                pb_grpc.AuthorisationServiceStub(ch).Authorise(_request(), timeout=5)
+                stub.Authorise(_request(), timeout=5)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-            batch = pb.AuthoriseBatchRequest(
-                items=[pb.BatchItem(correlation_id="a", request=_request())]
+            batch = stub.AuthoriseBatch(pb.AuthoriseBatchRequest(items=items), timeout=5)
+            stream = list(
+                stub.AuthoriseStream(iter([pb.AuthoriseStreamRequest(items=items[:1])]), timeout=5)
             )
-            with pytest.raises(grpc.RpcError) as info:
-                pb_grpc.AuthorisationServiceStub(ch).AuthoriseBatch(batch, timeout=5)
-            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         server.stop(None)
-    assert log.stats.failed == 2
+    results = [*batch.results, *stream[0].results]
+    assert [r.correlation_id for r in results] == ["a", "b", "a"]
+    for r in results:
+        assert r.WhichOneof("result") == "error"  # never an unlogged answer
+        assert r.error.code == code_pb2.UNAVAILABLE
+        assert "decision log unavailable" in r.error.message
+    assert log.stats.failed == 4
 
 
 def test_kill_9_in_strict_mode_loses_no_answered_decision(tmp_path: Path) -> None:

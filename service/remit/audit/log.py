@@ -37,6 +37,7 @@ from typing import Any, Protocol, TextIO
 from google.protobuf import json_format
 
 from remit.audit.v1 import audit_pb2
+from remit.engine.authorise import Outcome
 from remit.v1 import remit_pb2 as pb
 
 log = logging.getLogger("remit.audit")
@@ -82,74 +83,72 @@ class Pseudonymiser:
         return mac.hexdigest()[:32]
 
 
-def _masked(request: pb.AuthoriseRequest) -> list[str]:
-    out: list[str] = []
-    if request.case_reference:
-        out.append("case_reference")
-    ctx = request.context
-    for fd, _ in ctx.ListFields():
-        out.append(f"context.{fd.name}")
-    if request.HasField("host"):
-        out.append("host")
-    if request.deviation.reason_code:
-        out.append("deviation.reason_code")
-    return sorted(out)
+@dataclass(frozen=True)
+class CallInfo:
+    """The call a decision answered, as the server saw it: never the request's content.
+
+    ``caller`` is the caller's identity (mTLS or dev token; ``anonymous`` on open access),
+    ``seconds`` the server's time answering this one decision, ``correlation_id`` the batch
+    or stream item's, ``case_reference`` as sent (the entry keeps only its keyed HMAC) and
+    ``masked_fields`` the request fields the entry does not keep as given."""
+
+    caller: str
+    seconds: float = 0.0
+    correlation_id: str = ""
+    case_reference: str = ""
+    masked_fields: tuple[str, ...] = ()
 
 
-def build_entry(
-    request: pb.AuthoriseRequest,
-    response: pb.AuthoriseResponse,
-    caller: str,
-    seconds: float,
-    pseudonymise: Pseudonymiser,
-    correlation_id: str = "",
-) -> dict[str, Any]:
-    """The log entry for one answer (without its place in a chain), as the proto3 JSON
-    mapping of ``DecisionLogEntry`` with every field present (uint64 ``seq`` as a string).
-    Built directly rather than through json_format, which costs more than the decision;
-    ``to_entry`` parses it back into the message and the tests check the two agree."""
+_OBLIGATION_KIND_NAMES = frozenset(pb.ObligationKind.keys())
+
+
+def obligation_kind_name(kind: str) -> str:
+    """The ``ObligationKind`` enum name of an obligation kind (UNSPECIFIED if unknown)."""
+    name = f"OBLIGATION_KIND_{kind.upper()}"
+    return name if name in _OBLIGATION_KIND_NAMES else "OBLIGATION_KIND_UNSPECIFIED"
+
+
+def build_entry(outcome: Outcome, call: CallInfo, pseudonymise: Pseudonymiser) -> dict[str, Any]:
+    """The log entry for one answered decision (without its place in a chain), built from
+    the core's outcome and the call, as the proto3 JSON mapping of ``DecisionLogEntry``
+    with every field present (uint64 ``seq`` as a string). Built directly rather than
+    through json_format, which costs more than the decision; ``to_entry`` parses it back
+    into the message and the tests check the two agree."""
+    req, answer = outcome.request, outcome.answer
+    # the request as decided: with host records, the actor the records settle
     return {
         "seq": "0",
         "prev_hash": "",
         "hash": "",
-        "decision_id": response.decision_id,
+        "decision_id": answer.decision_id,
         "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "caller": caller,
-        "council": request.council,
-        "decision": request.decision,
-        # with host records the actor comes from the mapping (response.mapped)
-        "actor_id": request.actor.id or _mapped(response, "actor.id"),
-        "actor_roles": (list(request.actor.roles) + list(request.actor.acting_for))
-        or _mapped_all(response, "actor.roles"),
-        "matched_role": response.matched_role,
-        "case_ref_hmac": pseudonymise(request.council, request.case_reference),
-        "effect": pb.Effect.Name(response.effect),
-        "rule_id": response.rule_id,
-        "section": response.citation.section,
-        "obligations": [pb.ObligationKind.Name(o.kind) for o in response.obligations],
-        "policy_version": response.policy_version,
-        "latency_us": min(int(seconds * 1e6), 2**32 - 1),
-        "masked_fields": _masked(request),
-        "deviation": response.deviation,
-        "deviation_agreed_by": request.deviation.agreed_by_id if response.deviation else "",
-        "review": response.deviation,
-        "request_id": request.request_id,
-        "correlation_id": correlation_id,
+        "caller": call.caller,
+        "council": answer.council,
+        "decision": answer.decision,
+        "actor_id": req.actor.id,
+        "actor_roles": [*req.actor.roles, *req.actor.acting_for],
+        "matched_role": answer.matched_role,
+        "case_ref_hmac": pseudonymise(answer.council, call.case_reference),
+        "effect": "EFFECT_ALLOW" if answer.allowed else "EFFECT_DENY",
+        "rule_id": answer.rule,
+        "section": answer.citation.section if answer.citation is not None else "",
+        "obligations": [obligation_kind_name(o.kind) for o in answer.obligations],
+        "policy_version": answer.policy_version,
+        "latency_us": min(max(int(call.seconds * 1e6), 0), 2**32 - 1),
+        "masked_fields": list(call.masked_fields),
+        "deviation": answer.deviation,
+        "deviation_agreed_by": (
+            req.deviation.agreed_by_id if answer.deviation and req.deviation is not None else ""
+        ),
+        "review": answer.deviation,
+        "request_id": req.request_id,
+        "correlation_id": call.correlation_id,
     }
 
 
 def to_entry(data: dict[str, Any]) -> audit_pb2.DecisionLogEntry:
     """A logged entry as the ``remit.audit.v1.DecisionLogEntry`` message."""
     return json_format.ParseDict(data, audit_pb2.DecisionLogEntry())
-
-
-def _mapped_all(response: pb.AuthoriseResponse, field: str) -> list[str]:
-    return [m.canonical for m in response.mapped if m.field == field]
-
-
-def _mapped(response: pb.AuthoriseResponse, field: str) -> str:
-    found = _mapped_all(response, field)
-    return found[0] if found else ""
 
 
 class Sink(Protocol):
@@ -272,15 +271,11 @@ class AuditLog:
             self._seq, self._prev = seq, digest
             self.stats.written += 1
 
-    def write_decision(
-        self,
-        request: pb.AuthoriseRequest,
-        response: pb.AuthoriseResponse,
-        caller: str,
-        seconds: float,
-        correlation_id: str = "",
-    ) -> None:
-        entry = build_entry(request, response, caller, seconds, self.pseudonymise, correlation_id)
+    def write_decision(self, outcome: Outcome, call: CallInfo) -> None:
+        """Log one answered decision. Strict: written before this returns, else
+        :class:`AuditUnavailable` (the caller must not return the answer); best-effort:
+        queued, and a full queue counts a drop."""
+        entry = build_entry(outcome, call, self.pseudonymise)
         if self.mode == "strict":
             try:
                 self._chain_and_write(entry)

@@ -174,8 +174,25 @@ def _check_query(args: argparse.Namespace, policies: Any, req: Any) -> int:
     return 0
 
 
+def _outcome_json(outcome: Any) -> dict[str, Any]:
+    """The answer as JSON, with the due times the use case computed and the notifications
+    an allow implies."""
+    from dataclasses import asdict
+
+    data = _answer_json(outcome.answer)
+    for obligation, owed in zip(data["obligations"], outcome.obligation_due, strict=True):
+        obligation["due"] = owed.isoformat() if owed is not None else None
+    data["notifications"] = [
+        dict(asdict(n), due=n.due.isoformat() if n.due is not None else None)
+        for n in outcome.notices
+    ]
+    data["decision_time"] = outcome.decided_at.isoformat()
+    return data
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
-    from remit.engine.evaluate import decide, prepare
+    from remit.engine.authorise import HostRecords, authorise
+    from remit.engine.evaluate import prepare
     from remit.tools.suites import build_request
 
     modes = sum(bool(m) for m in (args.permitted, args.authorisers, args.event))
@@ -206,27 +223,33 @@ def _cmd_check(args: argparse.Namespace) -> int:
         "service_areas": args.area,
         "agency": args.agency,
     }
-    mapped: Any = None
     try:
         req = build_request(policies, args.council, args.decision or "", actor, context)
-        if args.host_system:  # raw host records, mapped per council (adapters package)
-            from adapters._cli import apply_files
-
-            req, mapped = apply_files(req, args.host_system, args.records)
         if modes:
+            if args.host_system:  # raw host records, mapped per council (adapters package)
+                from adapters._cli import apply_files
+
+                req, _ = apply_files(req, args.host_system, args.records)
             return _check_query(args, policies, req)
-        answer = decide(policies, req)
+        host = None
+        if args.host_system:
+            from adapters._cli import read_records
+
+            host = HostRecords(args.host_system, read_records(args.records))
+        # the same use case as the gRPC API and `remit test`
+        outcome = authorise(policies, req, host)
     except MappingFileError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_COMPILE
     except RequestError as exc:
         return _request_error(exc)
-    data = _answer_json(answer)
-    if args.host_system:
+    answer, req = outcome.answer, outcome.request
+    data = _outcome_json(outcome)
+    if outcome.host is not None:
         from adapters._cli import mapped_json
 
-        data["mapped"] = mapped_json(mapped, answer.obligations)
+        data["mapped"] = mapped_json(outcome.host, answer.obligations)
     if args.reference:
         from remit.tools.reference import ReferenceEvaluator
 
@@ -245,23 +268,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
         if answer.citation:
             c = answer.citation
             print(f'  rule {answer.rule}: {c.document}, {c.section}: "{c.quote}"')
-        from datetime import UTC, datetime
-
-        from remit.engine.due import due
-        from remit.engine.notify import implied
-
-        when = req.decision_time or datetime.now(UTC)
-        for o in answer.obligations:
+        for o, owed in zip(answer.obligations, outcome.obligation_due, strict=True):
             who = o.role or o.party or o.casenote or o.fact
-            timing = f" {o.timescale}{_due_text(due(o.timescale, when))}" if o.timescale else ""
+            timing = f" {o.timescale}{_due_text(owed)}" if o.timescale else ""
             print(f"  obligation {o.kind} ({who}){timing}: {o.text}")
-        if answer.allowed:
-            policy = policies.councils[args.council]
-            for n in implied(policy, policy.decisions[answer.decision], req.facts, when):
-                print(
-                    f"  notify {', '.join(n.audience)} by {', '.join(n.by)}, {n.timescale}"
-                    f"{_due_text(n.due)}: {n.wording} ({n.section})"
-                )
+        for n in outcome.notices:
+            print(
+                f"  notify {', '.join(n.audience)} by {', '.join(n.by)}, {n.timescale}"
+                f"{_due_text(n.due)}: {n.wording} ({n.section})"
+            )
         if answer.missing_facts:
             print(
                 f"  facts the rules needed but the request did not carry: "

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
+from remit.engine.authorise import HostRecords, Outcome
 from remit.engine.due import due
 from remit.engine.evaluate import Answer, Authoriser
 from remit.engine.notify import Notice, conditions_text
@@ -50,8 +51,15 @@ _BY_TYPE = _context_fields()
 _NUMBERS = _BY_TYPE.get(FactType.INT, ()) + _BY_TYPE.get(FactType.MONEY, ())
 
 
-def context_from_proto(ctx: pb.Context) -> tuple[dict[str, FactValue], str, Grant | None]:
-    """Typed facts, service area and grant; malformed values raise InvalidArgument."""
+def context_from_proto(
+    ctx: pb.Context, policy: CouncilPolicy | None = None
+) -> tuple[dict[str, FactValue], str, Grant | None]:
+    """Typed facts, service area and grant; malformed values raise InvalidArgument.
+
+    With the council's ``policy``, each scheme fact must also arrive in the ``FactValue``
+    field of its declared type (``money_pence`` for money, not ``int_value``): the wire's
+    own typing, which only gRPC has. The engine checks every value's type for every caller.
+    """
     facts: dict[str, FactValue] = {}
     for name in _NUMBERS:
         if ctx.HasField(name):  # type: ignore[arg-type]
@@ -74,6 +82,8 @@ def context_from_proto(ctx: pb.Context) -> tuple[dict[str, FactValue], str, Gran
         if kind is None:
             raise InvalidArgument(f"context.facts[{fid}]", "has no value")
         facts[fid] = getattr(value, kind)
+    if policy is not None:
+        check_declared_kinds(policy, ctx)
     grant = None
     if ctx.HasField("grant"):
         try:  # fromisoformat alone also takes 20991231 and 2099-W52-4: the contract is YYYY-MM-DD
@@ -120,9 +130,15 @@ def time_from_proto(msg: Message, field: str) -> datetime | None:
     return when
 
 
-def request_from_proto(msg: pb.AuthoriseRequest) -> Request:
-    """Typed engine request; malformed values raise InvalidArgument naming the field."""
-    facts, area, grant = context_from_proto(msg.context)
+def request_from_proto(msg: pb.AuthoriseRequest, policies: PolicySet | None = None) -> Request:
+    """Typed engine request; malformed values raise InvalidArgument naming the field. The
+    decision time is the request's, else now (when the server took the request).
+
+    ``policies``: the version the request is decided under, for the scheme-fact kind check
+    of :func:`context_from_proto` (an unknown council is left to the engine, which names
+    the field)."""
+    policy = policies.councils.get(msg.council) if policies is not None else None
+    facts, area, grant = context_from_proto(msg.context, policy)
     return Request(
         council=msg.council,
         decision=msg.decision,
@@ -130,7 +146,7 @@ def request_from_proto(msg: pb.AuthoriseRequest) -> Request:
         facts=facts,
         service_area=area,
         grant=grant,
-        decision_time=time_from_proto(msg, "decision_time"),
+        decision_time=time_from_proto(msg, "decision_time") or now(),
         request_id=msg.request_id,
         deviation=(
             Deviation(
@@ -142,6 +158,31 @@ def request_from_proto(msg: pb.AuthoriseRequest) -> Request:
             else None
         ),
     )
+
+
+def host_from_proto(msg: pb.AuthoriseRequest) -> HostRecords | None:
+    """The host records the request carries (``host``), or None."""
+    if not msg.HasField("host"):
+        return None
+    from adapters._grpc import records_from_proto
+
+    return HostRecords(msg.host.system, records_from_proto(msg.host))
+
+
+def masked_fields(msg: pb.AuthoriseRequest) -> tuple[str, ...]:
+    """The request fields a decision-log entry does not keep as given (sorted): the case
+    reference (kept as a keyed HMAC), every context field, the host records, the
+    deviation's reason code."""
+    out: list[str] = []
+    if msg.case_reference:
+        out.append("case_reference")
+    for fd, _ in msg.context.ListFields():
+        out.append(f"context.{fd.name}")
+    if msg.HasField("host"):
+        out.append("host")
+    if msg.deviation.reason_code:
+        out.append("deviation.reason_code")
+    return tuple(sorted(out))
 
 
 def declared_fact_types(policy: CouncilPolicy) -> dict[str, str]:
@@ -171,9 +212,10 @@ def answer_to_proto(
     request_id: str,
     decided: datetime | None = None,
     notices: Sequence[Notice] = (),
+    obligation_due: Sequence[datetime | None] | None = None,
 ) -> pb.AuthoriseResponse:
-    """The response; obligations' due times are computed from ``decided`` (default now)."""
-    when = decided or now()
+    """The response. Obligations' due times are ``obligation_due`` (one per obligation, as
+    the use case computed them), else computed from ``decided`` (default now)."""
     out = pb.AuthoriseResponse(
         effect=pb.EFFECT_ALLOW if answer.allowed else pb.EFFECT_DENY,
         reason=answer.reason,
@@ -199,10 +241,33 @@ def answer_to_proto(
                 reading=c.reading,
             )
         )
-    out.obligations.extend(obligation_to_proto(o, when) for o in answer.obligations)
+    if obligation_due is None:
+        when = decided or now()
+        obligation_due = [
+            due(o.timescale, when) if o.timescale else None for o in answer.obligations
+        ]
+    out.obligations.extend(
+        _obligation(o, owed) for o, owed in zip(answer.obligations, obligation_due, strict=True)
+    )
     out.authorisers.extend(authoriser_to_proto(a) for a in answer.authorisers)
     out.notifications.extend(notice_to_proto(n) for n in notices)
     return out
+
+
+def outcome_to_proto(outcome: Outcome) -> pb.AuthoriseResponse:
+    """The response to one authorised request, with the values the host records mapped."""
+    response = answer_to_proto(
+        outcome.answer,
+        outcome.request.request_id,
+        outcome.decided_at,
+        outcome.notices,
+        outcome.obligation_due,
+    )
+    if outcome.host is not None:
+        from adapters._grpc import add_mapped
+
+        add_mapped(response, outcome.host)
+    return response
 
 
 def _stamp(when: datetime) -> timestamp_pb2.Timestamp:
@@ -327,6 +392,11 @@ def authoriser_to_proto(a: Authoriser) -> pb.Authoriser:
 
 def obligation_to_proto(o: Obligation, decided: datetime | None = None) -> pb.Obligation:
     """``decided``: the decision time, from which a timescale's due time is computed."""
+    owed = due(o.timescale, decided) if o.timescale and decided is not None else None
+    return _obligation(o, owed)
+
+
+def _obligation(o: Obligation, owed: datetime | None) -> pb.Obligation:
     out = pb.Obligation(
         kind=_OBLIGATION_KINDS.get(o.kind, pb.OBLIGATION_KIND_UNSPECIFIED),  # type: ignore[arg-type]
         role=o.role,
@@ -336,10 +406,8 @@ def obligation_to_proto(o: Obligation, decided: datetime | None = None) -> pb.Ob
         text=o.text,
         fact=o.fact,
     )
-    if o.timescale and decided is not None:
-        when = due(o.timescale, decided)
-        if when is not None:
-            out.due.CopyFrom(_stamp(when))
+    if owed is not None:
+        out.due.CopyFrom(_stamp(owed))
     return out
 
 

@@ -1,17 +1,21 @@
 """Prometheus metrics, served on a side HTTP port (``REMIT_METRICS_ADDRESS``).
 
 Each server has its own registry (no process-global state, so tests can run several).
-:class:`MetricsInterceptor` is the outermost interceptor (before recovery), so it sees the
-final status code of every call, INTERNAL included. Labels are limited to values from a
-fixed set: the gRPC method and code, and for decisions the council, decision and effect of
-an *answered* request (an answer means the council and decision were found in the
-catalogue, so junk requests cannot create label values). Never actor ids or request facts.
+Calls are counted by the metrics interceptor (:mod:`remit.server.interceptors.metrics`),
+which sits outside recovery, so it sees the final status code of every call, INTERNAL
+included. Decisions are counted by the decision hook (:meth:`Metrics.on_decision`, see
+:mod:`remit.server.hook`), once per answered decision: Authorise, and every answered item
+of AuthoriseBatch and AuthoriseStream. Labels are limited to values from a fixed set: the
+gRPC method and code, and for decisions the council, decision and effect of an *answered*
+request (an answer means the council and decision were found in the catalogue, so junk
+requests cannot create label values). Never actor ids or request facts.
 
 Metrics (all prefixed ``remit_``):
 
-* ``decisions_total{council,decision,effect}`` — answers from Authorise and AuthoriseBatch
-  (per item). AuthoriseStream answers are counted in ``rpcs_total`` only.
-* ``decision_latency_seconds`` — Authorise handling time in the server (histogram).
+* ``decisions_total{council,decision,effect}`` — answered decisions (unary, batch and
+  stream items alike).
+* ``decision_latency_seconds`` — the server's time answering one decision (histogram),
+  for every answered decision.
 * ``rpcs_total{method,code}``, ``rpc_errors_total{method,code}`` (code != OK),
   ``rpcs_in_flight``.
 * ``policy_bundle_info{version,origin}``, ``policy_last_reload_timestamp_seconds``,
@@ -24,55 +28,20 @@ Metrics (all prefixed ``remit_``):
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from remit.audit.log import CallInfo
 from remit.distribution.source import SourceStatus
-from remit.v1 import remit_pb2 as pb
+from remit.engine.authorise import Outcome
 
 REDIS_STATES = ("disabled", "connected", "unreachable")
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
-
-UnaryBehaviour = Callable[[Any, grpc.ServicerContext], Any]
-StreamBehaviour = Callable[[Iterator[Any], grpc.ServicerContext], Iterator[Any]]
-
-
-def wrap_handler(
-    handler: grpc.RpcMethodHandler[Any, Any] | None,
-    unary: Callable[[UnaryBehaviour], UnaryBehaviour],
-    stream: Callable[[StreamBehaviour], StreamBehaviour],
-) -> Any:
-    """Wrap a unary-unary or stream-stream handler; other kinds pass through unchanged."""
-    if handler is None:
-        return None
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(
-            unary(handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(
-            stream(handler.stream_stream),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    return handler
-
-
-def status_code(context: grpc.ServicerContext, raised: bool) -> str:
-    code = context.code()  # type: ignore[attr-defined]
-    if code is None:
-        return "UNKNOWN" if raised else "OK"
-    name: str = code.name
-    return name
 
 
 class _StatusCollector(Collector):
@@ -126,7 +95,7 @@ class Metrics:
         )
         self.latency = Histogram(
             "remit_decision_latency_seconds",
-            "Authorise handling time in the server",
+            "The server's time answering one decision",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -147,10 +116,12 @@ class Metrics:
         if code != "OK":
             self.rpc_errors.labels(method, code).inc()
 
-    def count_answer(self, request: pb.AuthoriseRequest, response: pb.AuthoriseResponse) -> None:
-        self.decisions.labels(
-            request.council, request.decision, pb.Effect.Name(response.effect)
-        ).inc()
+    def on_decision(self, outcome: Outcome, call: CallInfo) -> None:
+        """The decision hook: count one answered decision and observe its latency."""
+        answer = outcome.answer
+        effect = "EFFECT_ALLOW" if answer.allowed else "EFFECT_DENY"
+        self.decisions.labels(answer.council, answer.decision, effect).inc()
+        self.latency.observe(call.seconds)
 
     def serve_http(self, address: str) -> int:
         """Serve /metrics on ``address`` (HOST:PORT) in a daemon thread; returns the port."""
@@ -165,53 +136,3 @@ class Metrics:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
-
-
-class MetricsInterceptor(grpc.ServerInterceptor):
-    def __init__(self, metrics: Metrics) -> None:
-        self._m = metrics
-
-    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        method = details.method
-        m = self._m
-        is_authorise = method.endswith("/Authorise")
-        is_batch = method.endswith("/AuthoriseBatch")
-
-        def unary(inner: UnaryBehaviour) -> UnaryBehaviour:
-            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-                started = time.perf_counter()
-                raised = True
-                m.in_flight.inc()
-                try:
-                    response = inner(request, context)
-                    raised = False
-                finally:
-                    m.in_flight.dec()
-                    code = status_code(context, raised)
-                    m.count_rpc(method, code)
-                if code == "OK":
-                    if is_authorise:
-                        m.latency.observe(time.perf_counter() - started)
-                        m.count_answer(request, response)
-                    elif is_batch:
-                        for item, result in zip(request.items, response.results, strict=False):
-                            if result.HasField("response"):
-                                m.count_answer(item.request, result.response)
-                return response
-
-            return behaviour
-
-        def stream(inner: StreamBehaviour) -> StreamBehaviour:
-            def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-                raised = True
-                m.in_flight.inc()
-                try:
-                    yield from inner(requests, context)
-                    raised = False
-                finally:
-                    m.in_flight.dec()
-                    m.count_rpc(method, status_code(context, raised))
-
-            return behaviour
-
-        return wrap_handler(continuation(details), unary, stream)

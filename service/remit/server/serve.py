@@ -1,12 +1,10 @@
 """Assemble and run the gRPC server.
 
 ``create_server(address, deps) -> (server, port)`` builds an unstarted server with the
-interceptors in their fixed order, the health service and reflection. Tests bind port 0 and
-read the port back. The chain, outermost first::
-
-    tracing (only when OTEL_* asks) -> metrics -> recovery -> validation -> audit -> logging
-
-Metrics sit outside recovery so they count the final status code, INTERNAL included.
+interceptors in their fixed order (:data:`remit.server.interceptors.ORDER`, outermost first:
+tracing when OTEL_* asks, metrics, recovery, validation, logging), the decision hook (the
+decision log, then metrics and tracing: :mod:`remit.server.hook`), the health service and
+reflection. Tests bind port 0 and read the port back.
 
 ``serve_forever(config)`` is ``remit serve``: open the policy source (the port opens only
 once a policy is loaded), start with health NOT_SERVING, start the source, then SERVING. On
@@ -44,13 +42,9 @@ from remit.distribution.holder import PolicyHolder
 from remit.distribution.source import SourceStatus, open_source
 from remit.model.errors import PolicyError
 from remit.server.access import AccessPolicy
-from remit.server.interceptors import (
-    AuditInterceptor,
-    LoggingInterceptor,
-    RecoveryInterceptor,
-    ValidationInterceptor,
-)
-from remit.server.metrics import Metrics, MetricsInterceptor
+from remit.server.hook import DecisionHook, DecisionObserver
+from remit.server.interceptors import chain
+from remit.server.metrics import Metrics
 from remit.server.servicers import DEFAULT_BATCH_LIMIT, AuthorisationServicer, CatalogueServicer
 from remit.server.tracing import Tracing
 from remit.server.tracing import setup as setup_tracing
@@ -151,27 +145,18 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
         )
     if deps.tls is not None and deps.tls.client_ca is not None and deps.access.open:
         raise ValueError("mTLS needs REMIT_ACCESS_FILE: which caller may query which councils")
-    outer: list[grpc.ServerInterceptor] = []
-    if deps.tracing is not None:
-        outer.append(deps.tracing.interceptor())
-    if deps.metrics is not None:
-        outer.append(MetricsInterceptor(deps.metrics))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=deps.max_workers, thread_name_prefix="remit-rpc"),
-        interceptors=[
-            *outer,
-            RecoveryInterceptor(),
-            ValidationInterceptor(deps.access),
-            AuditInterceptor(deps.audit),
-            LoggingInterceptor(),
-        ],
+        interceptors=chain(deps.access, deps.metrics, deps.tracing),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1 if deps.reuse_port else 0),
         ],
     )
+    observers: list[DecisionObserver] = [o for o in (deps.metrics, deps.tracing) if o is not None]
     remit_pb2_grpc.add_AuthorisationServiceServicer_to_server(
-        AuthorisationServicer(deps.holder, deps.batch_limit), server
+        AuthorisationServicer(deps.holder, DecisionHook(deps.audit, observers), deps.batch_limit),
+        server,
     )
     remit_pb2_grpc.add_CatalogueServiceServicer_to_server(CatalogueServicer(deps.holder), server)
     if deps.health is None:

@@ -1,29 +1,40 @@
 """Thin gRPC servicers: convert, call plain functions, convert back.
 
+An Authorise request, and each item of a batch or stream, goes: :mod:`remit.server.convert`
+(wire -> :class:`~remit.model.request.Request`) -> the authorise use case
+(:func:`remit.engine.authorise.authorise`, the same for ``remit check`` and ``remit test``)
+-> convert back, then the decision hook (:mod:`remit.server.hook`: log, count, trace) before
+the answer is returned.
+
 Errors are raised as :class:`RequestError`; the validation interceptor turns them into
 INVALID_ARGUMENT / NOT_FOUND with the field named. In a batch or stream each item gets its
-own result or its own error, so one bad item never fails the rest.
+own result or its own error, so one bad item never fails the rest; an item whose decision-log
+entry the sink refuses (strict mode) is an UNAVAILABLE item, a unary call an UNAVAILABLE call.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import grpc
 from google.rpc import code_pb2
 
+from remit.audit.log import AuditUnavailable, CallInfo
 from remit.distribution.holder import PolicyHolder
-from remit.engine.evaluate import decide
-from remit.engine.notify import Notice, implied, notifications
+from remit.engine.authorise import Outcome
+from remit.engine.authorise import authorise as authorise_request
+from remit.engine.notify import notifications
 from remit.engine.queries import permitted_decisions, who_may_decide
 from remit.model.conditions import FactValue
 from remit.model.errors import InvalidArgument, NotFound, RequestError
-from remit.model.policy import CouncilPolicy, PolicySet
+from remit.model.policy import PolicySet
 from remit.model.request import Grant
 from remit.server import convert as _convert
 from remit.server.access import CALLER, check_council
-from remit.server.interceptors import check_message, status_code
+from remit.server.hook import DecisionHook
+from remit.server.interceptors.validation import check_message, status_code
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
@@ -32,55 +43,63 @@ log = logging.getLogger("remit.server")
 DEFAULT_BATCH_LIMIT = 100
 
 
-def _checked_kinds(policies: PolicySet, council: str, context: pb.Context) -> CouncilPolicy | None:
-    """The council's policy, once its scheme facts are checked against their declared kinds
-    (an unknown council is left to the engine, which names the field)."""
-    policy = policies.councils.get(council)
-    if policy is not None:
-        _convert.check_declared_kinds(policy, context)
-    return policy
-
-
-def _item_error(correlation_id: str, exc: RequestError) -> pb.BatchResult:
+def _item_error(correlation_id: str, code: int, message: str, field: str = "") -> pb.BatchResult:
     return pb.BatchResult(
         correlation_id=correlation_id,
-        error=pb.ItemError(code=status_code(exc), message=str(exc), field=exc.field),
+        error=pb.ItemError(code=code, message=message, field=field),
     )
 
 
+def _request_error(correlation_id: str, exc: RequestError) -> pb.BatchResult:
+    return _item_error(correlation_id, status_code(exc), str(exc), exc.field)
+
+
+def answer(
+    policies: PolicySet, request: pb.AuthoriseRequest
+) -> tuple[Outcome, pb.AuthoriseResponse]:
+    """One wire request through the use case: its outcome and its response."""
+    req = _convert.request_from_proto(request, policies)
+    outcome = authorise_request(policies, req, _convert.host_from_proto(request))
+    return outcome, _convert.outcome_to_proto(outcome)
+
+
 def authorise(policies: PolicySet, request: pb.AuthoriseRequest) -> pb.AuthoriseResponse:
-    req = _convert.request_from_proto(request)
-    policy = _checked_kinds(policies, request.council, request.context)
-    host = None
-    if request.HasField("host"):  # host records, mapped per council (adapters package)
-        from adapters._grpc import add_mapped, apply_host
-
-        req, host = apply_host(request, req)
-    answer = decide(policies, req)
-    when = req.decision_time or _convert.now()
-    notices: list[Notice] = []
-    if answer.allowed and policy is not None:
-        notices = implied(policy, policy.decisions[answer.decision], req.facts, when)
-    response = _convert.answer_to_proto(answer, request.request_id, when, notices)
-    if host is not None:
-        add_mapped(response, host)
-    return response
+    """The response to one wire request, without the decision hook (benchmarks, tools)."""
+    return answer(policies, request)[1]
 
 
-def authorise_item(policies: PolicySet, item: pb.BatchItem) -> pb.BatchResult:
-    """One batch item: its answer, or its own error. An internal fault is INTERNAL."""
+def call_info(request: pb.AuthoriseRequest, started: float, correlation_id: str = "") -> CallInfo:
+    """What the decision log keeps of the call: the current caller, the latency since
+    ``started`` (``time.perf_counter()``), the ids, and never the request's content."""
+    return CallInfo(
+        caller=CALLER.get().identity,
+        seconds=time.perf_counter() - started,
+        correlation_id=correlation_id,
+        case_reference=request.case_reference,
+        masked_fields=_convert.masked_fields(request),
+    )
+
+
+def authorise_item(policies: PolicySet, item: pb.BatchItem, hook: DecisionHook) -> pb.BatchResult:
+    """One batch item: its answer (logged, counted and traced), or its own error. An internal
+    fault is INTERNAL; an entry the decision log refuses is UNAVAILABLE."""
     result = pb.BatchResult(correlation_id=item.correlation_id)
     try:
         check_message(pb.BatchItem(correlation_id=item.correlation_id))
         check_message(item.request)  # fields named as in a single AuthoriseRequest
         check_council(item.request.council)
-        result.response.CopyFrom(authorise(policies, item.request))
+        started = time.perf_counter()  # as for Authorise: after the generic checks
+        outcome, response = answer(policies, item.request)
+        hook.answered(outcome, call_info(item.request, started, item.correlation_id))
+        result.response.CopyFrom(response)
     except RequestError as exc:
-        return _item_error(item.correlation_id, exc)
+        return _request_error(item.correlation_id, exc)
+    except AuditUnavailable as exc:
+        return _item_error(item.correlation_id, code_pb2.UNAVAILABLE, str(exc))
     except Exception:
         log.exception("internal error in batch item")
-        result.error.CopyFrom(
-            pb.ItemError(code=code_pb2.INTERNAL, message="internal error; no decision was made")
+        return _item_error(
+            item.correlation_id, code_pb2.INTERNAL, "internal error; no decision was made"
         )
     return result
 
@@ -88,20 +107,32 @@ def authorise_item(policies: PolicySet, item: pb.BatchItem) -> pb.BatchResult:
 def _typed_context(
     policies: PolicySet, council: str, context: pb.Context
 ) -> tuple[dict[str, FactValue], str, Grant | None]:
-    """The request context as typed facts, scheme facts checked against their declared kinds."""
-    _checked_kinds(policies, council, context)
-    return _convert.context_from_proto(context)
+    """The request context as typed facts, scheme facts checked against their declared kinds
+    (an unknown council is left to the engine, which names the field)."""
+    return _convert.context_from_proto(context, policies.councils.get(council))
 
 
 class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
-    def __init__(self, holder: PolicyHolder, batch_limit: int = DEFAULT_BATCH_LIMIT) -> None:
+    """Authorise, AuthoriseBatch, AuthoriseStream and the list queries. ``hook`` sees every
+    answered decision (the decision log, metrics, tracing: see :mod:`remit.server.hook`)."""
+
+    def __init__(
+        self, holder: PolicyHolder, hook: DecisionHook, batch_limit: int = DEFAULT_BATCH_LIMIT
+    ) -> None:
         self._holder = holder
+        self._hook = hook
         self._batch_limit = batch_limit
 
     def Authorise(
         self, request: pb.AuthoriseRequest, context: grpc.ServicerContext
     ) -> pb.AuthoriseResponse:
-        return authorise(self._holder.current(), request)  # one version for the request
+        started = time.perf_counter()
+        outcome, response = answer(self._holder.current(), request)  # one version
+        try:
+            self._hook.answered(outcome, call_info(request, started))
+        except AuditUnavailable as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return response
 
     def _too_many(self, items: int) -> InvalidArgument | None:
         if items > self._batch_limit:
@@ -116,7 +147,7 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
             raise too_many
         policies = self._holder.current()  # the whole batch under one version
         return pb.AuthoriseBatchResponse(
-            results=[authorise_item(policies, item) for item in request.items]
+            results=[authorise_item(policies, item, self._hook) for item in request.items]
         )
 
     def AuthoriseStream(
@@ -127,12 +158,12 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
                 return
             too_many = self._too_many(len(message.items))
             if too_many is not None:  # the whole message is refused, item by item
-                results = [_item_error(item.correlation_id, too_many) for item in message.items]
+                results = [_request_error(item.correlation_id, too_many) for item in message.items]
                 yield pb.AuthoriseStreamResponse(results=results)
                 continue
             policies = self._holder.current()  # each message under one version
             yield pb.AuthoriseStreamResponse(
-                results=[authorise_item(policies, item) for item in message.items]
+                results=[authorise_item(policies, item, self._hook) for item in message.items]
             )
 
     def ListPermittedDecisions(

@@ -1,31 +1,34 @@
-"""OpenTelemetry spans per RPC, on only when the OTEL_* settings ask for it.
+"""OpenTelemetry spans per RPC and per decision, on only when the OTEL_* settings ask for it.
 
 Off (the default) nothing from OpenTelemetry is imported. On, :func:`setup` builds a tracer
 provider with the configured exporter (``otlp``: the OTLP/gRPC exporter, which reads its own
 ``OTEL_EXPORTER_OTLP_*`` settings; ``console``: JSON to stderr, so the decision log on stdout
-stays clean) and returns the interceptor, which goes first in the chain so its span covers
-every other interceptor. The OpenTelemetry packages are an optional extra:
-``pip install 'remit[otel]'``.
+stays clean) and returns :class:`Tracing`. Its interceptor
+(:mod:`remit.server.interceptors.tracing`) goes first in the chain so the call's span
+covers every other interceptor; the decision hook calls :meth:`Tracing.on_decision` for
+every answered decision (Authorise, and each answered item of a batch or stream), a child
+span ``remit.decision`` of the call's span. The OpenTelemetry packages are an optional
+extra: ``pip install 'remit[otel]'``.
 
 Span attributes are a fixed list: ``rpc.system``, ``rpc.service``, ``rpc.method``,
-``rpc.grpc.status_code``, and for an answered Authorise ``remit.council``,
-``remit.decision``, ``remit.effect``, ``remit.policy_version``. Never the actor, the peer
-address, the request id or any context fact.
+``rpc.grpc.status_code`` on the call's span; ``remit.council``, ``remit.decision``,
+``remit.effect``, ``remit.policy_version`` on a decision's. Never the actor, the peer
+address, the request id, the correlation id or any context fact.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import time
 from typing import Any
 
 import grpc
 
+from remit.audit.log import CallInfo
 from remit.config import Config
-from remit.server.metrics import StreamBehaviour, UnaryBehaviour, status_code, wrap_handler
-from remit.v1 import remit_pb2 as pb
+from remit.engine.authorise import Outcome
 
-STATUS_NUMBER = {c.name: c.value[0] for c in grpc.StatusCode}
+DECISION_SPAN = "remit.decision"
 
 
 class Tracing:
@@ -36,7 +39,32 @@ class Tracing:
         self.tracer = provider.get_tracer("remit")
 
     def interceptor(self) -> grpc.ServerInterceptor:
+        """The tracing interceptor: one server span per call."""
+        from remit.server.interceptors.tracing import TracingInterceptor
+
         return TracingInterceptor(self.tracer)
+
+    def on_decision(self, outcome: Outcome, call: CallInfo) -> None:
+        """The decision hook: one span per answered decision, a child of the current (the
+        call's) span, covering the time the server took to answer it."""
+        from opentelemetry.trace import SpanKind
+
+        answer = outcome.answer
+        end = time.time_ns()
+        span = self.tracer.start_span(
+            DECISION_SPAN,
+            kind=SpanKind.INTERNAL,
+            start_time=end - int(call.seconds * 1e9),
+            attributes={
+                "remit.council": answer.council,
+                "remit.decision": answer.decision,
+                "remit.effect": "EFFECT_ALLOW" if answer.allowed else "EFFECT_DENY",
+                "remit.policy_version": answer.policy_version,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        span.end(end_time=end)
 
     def shutdown(self) -> None:
         self._provider.shutdown()
@@ -60,69 +88,3 @@ def setup(config: Config, exporter: Any = None) -> Tracing | None:
     provider = TracerProvider(resource=Resource.create({"service.name": config.otel_service_name}))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return Tracing(provider)
-
-
-class TracingInterceptor(grpc.ServerInterceptor):
-    def __init__(self, tracer: Any) -> None:
-        self._tracer = tracer
-
-    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        from opentelemetry.trace import SpanKind, Status, StatusCode
-
-        full = details.method.lstrip("/")
-        service, _, method = full.partition("/")
-        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
-        tracer = self._tracer
-
-        def finish(span: Any, context: grpc.ServicerContext, raised: bool) -> None:
-            code = status_code(context, raised)
-            span.set_attribute("rpc.grpc.status_code", STATUS_NUMBER.get(code, 2))
-            if code != "OK":
-                span.set_status(Status(StatusCode.ERROR, code))
-
-        def unary(inner: UnaryBehaviour) -> UnaryBehaviour:
-            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-                with tracer.start_as_current_span(
-                    full,
-                    kind=SpanKind.SERVER,
-                    attributes=attributes,
-                    record_exception=False,
-                    set_status_on_exception=False,
-                ) as span:
-                    raised = True
-                    try:
-                        response = inner(request, context)
-                        raised = False
-                    finally:
-                        finish(span, context, raised)
-                    if (
-                        isinstance(response, pb.AuthoriseResponse)
-                        and status_code(context, False) == "OK"
-                    ):
-                        span.set_attribute("remit.council", request.council)
-                        span.set_attribute("remit.decision", request.decision)
-                        span.set_attribute("remit.effect", pb.Effect.Name(response.effect))
-                        span.set_attribute("remit.policy_version", response.policy_version)
-                    return response
-
-            return behaviour
-
-        def stream(inner: StreamBehaviour) -> StreamBehaviour:
-            def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-                with tracer.start_as_current_span(
-                    full,
-                    kind=SpanKind.SERVER,
-                    attributes=attributes,
-                    record_exception=False,
-                    set_status_on_exception=False,
-                ) as span:
-                    raised = True
-                    try:
-                        yield from inner(requests, context)
-                        raised = False
-                    finally:
-                        finish(span, context, raised)
-
-            return behaviour
-
-        return wrap_handler(continuation(details), unary, stream)

@@ -25,8 +25,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from remit.engine.evaluate import Answer, decide
-from remit.engine.notify import Notice, implied, notifications
+from remit.engine.authorise import Outcome, authorise
+from remit.engine.evaluate import Answer
+from remit.engine.notify import Notice, notifications
 from remit.model import yamldoc as _yaml
 from remit.model.conditions import FactValue
 from remit.model.errors import InvalidArgument, NotFound, RequestError
@@ -336,20 +337,17 @@ def run_case(
     if is_event:
         problems, _ = run_event_case(policies, council, case, context)
         return problems, None
+    decided: Outcome | None = None
+    err: RequestError | None = None
     try:
         req = build_request(policies, council, str(case.get("decision", "")), actor, context)
-        ans: Answer | None = decide(policies, req)
-        err: RequestError | None = None
+        decided = authorise(policies, req)  # the same use case as gRPC and `remit check`
     except (InvalidArgument, NotFound) as exc:
-        ans, err = None, exc
+        err = exc
+    ans = decided.answer if decided is not None else None
     problems = _check(expect, ans, err)
-    if "notifications" in expect and ans is not None:
-        got: list[Notice] = []
-        if ans.allowed:
-            policy = policies.councils[council]
-            when = req.decision_time or datetime.now(UTC)
-            got = implied(policy, policy.decisions[ans.decision], req.facts, when)
-        problems += _check_notices(expect["notifications"], got, exact=False)
+    if "notifications" in expect and decided is not None:
+        problems += _check_notices(expect["notifications"], list(decided.notices), exact=False)
     return problems, ans
 
 
