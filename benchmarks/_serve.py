@@ -5,7 +5,8 @@
 
 Prints ``PORT <n>`` once serving on 127.0.0.1, then serves until stdin closes, SIGTERM, or
 ``--max-seconds``. ``remit`` is built exactly as ``remit serve`` builds it (create_server,
-LocalSource, all four interceptors, INFO logging to stderr), with the decision log written
+LocalSource, the interceptors of ``remit.server.interceptors.ORDER`` and the decision hook,
+INFO logging to stderr), with the decision log written
 to ``--audit-file`` or to a sink that drops entries (``--audit-file ''``). ``echo`` answers
 the same Authorise method with the pre-serialised response remit gives for each request
 (same message sizes), with the same thread pool and options and no interceptors.
