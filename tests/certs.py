@@ -57,7 +57,11 @@ class Authority:
         )
         self.pem = _write(directory, name.replace(" ", "_"), self.cert, self.key)
 
-    def issue(self, cn: str, server: bool = False) -> Pem:
+    def issue(
+        self, cn: str, server: bool = False, sans: list[x509.GeneralName] | None = None
+    ) -> Pem:
+        """A certificate for ``cn`` signed by this authority; ``server``: SANs localhost and
+        127.0.0.1; ``sans``: these subject alternative names instead."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         builder = (
@@ -69,12 +73,9 @@ class Authority:
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=1))
         )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
+        if server and sans is None:
+            sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         return _write(self.directory, f"{self.stem}-{cn.replace('.', '_')}", cert, key)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography import x509
 from google.rpc import code_pb2
 from remit.audit.log import (
     AuditLog,
@@ -293,10 +294,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torbay = ca.issue("torbay-lcs")
     stranger = ca.issue("stranger")
     forged = rogue.issue("torbay-lcs")
+    # the same text as a DNS name (bound to halton below) and as a URI SAN (bound to nothing)
+    dns_peer = ca.issue("kiosk-1", sans=[x509.DNSName("halton-paris.example")])
+    uri_peer = ca.issue("kiosk-2", sans=[x509.UniformResourceIdentifier("halton-paris.example")])
     access = d / "access.yaml"
-    token = "dev-token-halton"
     access.write_text(
         "callers:\n  - identity: cn:torbay-lcs\n    councils: [torbay]\n"
+        "  - identity: dns:halton-paris.example\n    councils: [halton]\n"
+    )
+    dev = d / "dev-access.yaml"
+    token = "dev-token-halton"
+    dev.write_text(
+        "callers: []\ndev_mode: true\n"
         f"dev_tokens:\n  - name: dev-halton\n    sha256: {hashlib.sha256(token.encode()).hexdigest()}\n"
         "    councils: [halton]\n"
     )
@@ -310,7 +319,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "stranger_key": stranger.key,
         "forged_cert": forged.cert,
         "forged_key": forged.key,
+        "dns_peer_cert": dns_peer.cert,
+        "dns_peer_key": dns_peer.key,
+        "uri_peer_cert": uri_peer.cert,
+        "uri_peer_key": uri_peer.key,
         "access": access,
+        "dev_access": dev,
     }
 
 
@@ -398,11 +412,54 @@ def test_mtls_identity_not_in_the_access_file_is_denied(
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_a_dns_identity_matches_a_dns_san_only(pki: dict[str, Path], mtls_port: int) -> None:
+    """dns:halton-paris.example is bound to halton; a certificate carrying the same text as a
+    URI SAN is not that identity (before, san: matched every kind of SAN)."""
+    with _mtls_channel(pki, mtls_port, "dns_peer") as ch:
+        stub = pb_grpc.AuthorisationServiceStub(ch)
+        assert stub.Authorise(_request("halton"), timeout=5).effect in (
+            pb.EFFECT_ALLOW,
+            pb.EFFECT_DENY,
+        )
+    with _mtls_channel(pki, mtls_port, "uri_peer") as ch:
+        with pytest.raises(grpc.RpcError) as info:
+            pb_grpc.AuthorisationServiceStub(ch).Authorise(_request("halton"), timeout=5)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_access_files_refuse_untyped_sans_and_tokens_outside_dev_mode(tmp_path: Path) -> None:
+    cases = {
+        "callers:\n  - identity: san:torbay-lcs.example\n    councils: [torbay]\n": "san:",
+        f"dev_tokens:\n  - name: t\n    sha256: {'a' * 64}\n    councils: [halton]\n": ("dev_mode"),
+        "dev_mode: yes please\n": "dev_mode",
+    }
+    for text, named in cases.items():
+        path = tmp_path / "access.yaml"
+        path.write_text(text)
+        with pytest.raises(ValueError, match=named):
+            AccessPolicy.from_file(path)
+
+
+def test_dev_mode_is_refused_with_mtls_and_open_tls_off_loopback(
+    pki: dict[str, Path], policies: PolicySet
+) -> None:
+    mtls = TlsFiles(pki["server_cert"], pki["server_key"], pki["ca"])
+    dev = AccessPolicy.from_file(pki["dev_access"])
+    with pytest.raises(ValueError, match="dev_mode with mTLS"):
+        create_server("127.0.0.1:0", Deps(PolicyHolder(policies), tls=mtls, access=dev))
+    server_tls = TlsFiles(pki["server_cert"], pki["server_key"], None)
+    with pytest.raises(ValueError, match="TLS without client authentication"):
+        create_server("0.0.0.0:0", Deps(PolicyHolder(policies), tls=server_tls))
+    server, port = create_server("127.0.0.1:0", Deps(PolicyHolder(policies), tls=server_tls))
+    assert port > 0
+    server.stop(None)
+
+
 def test_dev_token_binds_councils(pki: dict[str, Path], policies: PolicySet) -> None:
     deps = Deps(
         PolicyHolder(policies),
         audit=AuditLog(MemorySink(), "strict", Pseudonymiser(b"k" * 32)),
-        access=AccessPolicy.from_file(pki["access"]),
+        access=AccessPolicy.from_file(pki["dev_access"]),
     )
     server, port = create_server("127.0.0.1:0", deps)
     server.start()

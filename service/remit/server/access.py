@@ -1,26 +1,32 @@
 """Who is calling, and which councils they may query.
 
-The caller's identity comes from the transport: the client certificate (mTLS: subject
-common name and subject alternative names), or — for development only — a bearer token
-whose SHA-256 is listed. An access file (``REMIT_ACCESS_FILE``) binds identities to
-councils::
+The caller's identity comes from the transport: the verified client certificate (mTLS),
+read from the peer's PEM certificate with its types kept — ``cn:`` the subject common name,
+``dns:`` / ``uri:`` / ``email:`` / ``ip:`` a subject alternative name of that type (a DNS
+name never matches a URI or an e-mail SAN). Or, in an explicit development mode only, a
+bearer token whose SHA-256 is listed. An access file (``REMIT_ACCESS_FILE``) binds
+identities to councils::
 
     callers:
-      - identity: cn:torbay-lcs.example        # or san:torbay-lcs.example
+      - identity: dns:torbay-lcs.example       # or cn:, uri:, email:, ip:
         councils: [torbay]
-    dev_tokens:                                # never in production
+    dev_mode: true                             # dev tokens only; never with mTLS
+    dev_tokens:
       - name: dev-halton
         sha256: 3b6a...                        # sha256 of the token, not the token
         councils: [halton]
 
 An identity not in the file, or a council not bound to it, is PERMISSION_DENIED and logged.
-Without an access file every caller may query every council — allowed only when the
-server listens on plaintext loopback (see the server's start-up checks).
+Dev tokens without ``dev_mode: true`` refuse to load, and a server with a client CA (mTLS)
+refuses to start in dev mode: a token must never lift a certificate to a council. Without
+an access file every caller may query every council — allowed only on loopback, or
+plaintext explicitly accepted behind a mesh (see the server's start-up checks).
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import hmac
 import logging
@@ -31,6 +37,8 @@ from typing import Any
 
 import grpc
 import yaml
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from remit.model.errors import RequestError
 
@@ -67,9 +75,45 @@ def check_council(council: str, field: str = "council") -> None:
         )
 
 
+IDENTITY_KINDS = ("cn:", "dns:", "uri:", "email:", "ip:")
+
+
 def _auth_values(context: grpc.ServicerContext, key: str) -> list[str]:
     auth: dict[str, list[bytes]] = context.auth_context()  # type: ignore[assignment]
     return [v.decode(errors="replace") for v in auth.get(key, [])]
+
+
+@functools.lru_cache(maxsize=256)
+def certificate_names(pem: str) -> tuple[str, ...]:
+    """The typed names of a PEM certificate: ``cn:`` for each subject common name, then
+    ``dns:``, ``uri:``, ``email:``, ``ip:`` for each subject alternative name of that type
+    (other SAN types are not identities). A certificate that does not parse has none."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return ()
+    names = [
+        f"cn:{a.value!s}" if isinstance(a.value, str) else f"cn:{a.value.decode(errors='replace')}"
+        for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    ]
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return tuple(names)
+    for kind, cls in (
+        ("dns", x509.DNSName),
+        ("uri", x509.UniformResourceIdentifier),
+        ("email", x509.RFC822Name),
+        ("ip", x509.IPAddress),
+    ):
+        names.extend(f"{kind}:{value}" for value in sans.get_values_for_type(cls))
+    return tuple(names)
+
+
+def peer_names(context: grpc.ServicerContext) -> tuple[str, ...]:
+    """The verified peer certificate's typed names (empty without a client certificate)."""
+    certs = _auth_values(context, "x509_pem_cert")
+    return certificate_names(certs[0]) if certs else ()
 
 
 class AccessPolicy:
@@ -77,9 +121,13 @@ class AccessPolicy:
         self,
         identities: dict[str, frozenset[str]] | None,
         tokens: dict[str, tuple[str, frozenset[str]]] | None = None,
+        dev_mode: bool = False,
     ) -> None:
+        if tokens and not dev_mode:
+            raise ValueError("dev tokens need dev_mode: true (never in production)")
         self._identities = identities  # None: open access
         self._tokens = tokens or {}
+        self.dev_mode = dev_mode
 
     @property
     def open(self) -> bool:
@@ -102,9 +150,15 @@ class AccessPolicy:
                 raise ValueError(
                     f"REMIT_ACCESS_FILE {path}: callers[{i}] needs identity and councils"
                 )
-            if not ident.startswith(("cn:", "san:")):
+            if ident.startswith("san:"):
                 raise ValueError(
-                    f"REMIT_ACCESS_FILE {path}: callers[{i}].identity must start cn: or san:"
+                    f"REMIT_ACCESS_FILE {path}: callers[{i}].identity: san: matched every kind "
+                    "of subject alternative name; write dns:, uri:, email: or ip:"
+                )
+            if not ident.startswith(IDENTITY_KINDS):
+                raise ValueError(
+                    f"REMIT_ACCESS_FILE {path}: callers[{i}].identity must start "
+                    f"{', '.join(IDENTITY_KINDS)}"
                 )
             identities[ident] = frozenset(str(c) for c in councils)
         tokens: dict[str, tuple[str, frozenset[str]]] = {}
@@ -113,21 +167,27 @@ class AccessPolicy:
             if not (isinstance(name, str) and isinstance(digest, str) and len(digest) == 64):
                 raise ValueError(f"REMIT_ACCESS_FILE {path}: dev_tokens[{i}] needs name and sha256")
             tokens[digest.lower()] = (f"token:{name}", frozenset(str(c) for c in councils or []))
-        return cls(identities, tokens)
+        dev_mode = data.get("dev_mode", False)
+        if not isinstance(dev_mode, bool):
+            raise ValueError(f"REMIT_ACCESS_FILE {path}: dev_mode must be true or false")
+        if tokens and not dev_mode:
+            raise ValueError(
+                f"REMIT_ACCESS_FILE {path}: dev_tokens are honoured only with dev_mode: true "
+                "(development only; a server with a client CA refuses dev mode)"
+            )
+        return cls(identities, tokens, dev_mode)
 
     def resolve(self, context: grpc.ServicerContext) -> Caller | None:
         """The caller, or None when the identity is not known (PERMISSION_DENIED)."""
+        names = peer_names(context)
         if self._identities is None:
-            names = _auth_values(context, "x509_common_name")
-            return Caller(f"cn:{names[0]}" if names else f"peer:{context.peer()}", None)
-        for cn in _auth_values(context, "x509_common_name"):
-            councils = self._identities.get(f"cn:{cn}")
+            return Caller(names[0] if names else f"peer:{context.peer()}", None)
+        for name in names:
+            councils = self._identities.get(name)
             if councils is not None:
-                return Caller(f"cn:{cn}", councils)
-        for san in _auth_values(context, "x509_subject_alternative_name"):
-            councils = self._identities.get(f"san:{san}")
-            if councils is not None:
-                return Caller(f"san:{san}", councils)
+                return Caller(name, councils)
+        if not self.dev_mode:
+            return None
         for key, value in context.invocation_metadata():
             if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
                 digest = hashlib.sha256(value.removeprefix("Bearer ").encode()).hexdigest()

@@ -145,6 +145,18 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
         )
     if deps.tls is not None and deps.tls.client_ca is not None and deps.access.open:
         raise ValueError("mTLS needs REMIT_ACCESS_FILE: which caller may query which councils")
+    if deps.tls is not None and deps.tls.client_ca is not None and deps.access.dev_mode:
+        raise ValueError(
+            "REMIT_ACCESS_FILE sets dev_mode with mTLS: a dev token must never lift a client "
+            "certificate to a council; drop dev_mode (and dev_tokens) in an mTLS deployment"
+        )
+    tls_open = deps.tls is not None and deps.tls.client_ca is None and deps.access.open
+    if tls_open and not is_loopback(address):
+        raise ValueError(
+            f"refusing TLS without client authentication on {address} with no "
+            "REMIT_ACCESS_FILE: every caller could query every council; set "
+            "REMIT_TLS_CLIENT_CA and REMIT_ACCESS_FILE"
+        )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=deps.max_workers, thread_name_prefix="remit-rpc"),
         interceptors=chain(deps.access, deps.metrics, deps.tracing),
