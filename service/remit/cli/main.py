@@ -170,7 +170,7 @@ def _check_query(args: argparse.Namespace, policies: Any, req: Any) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from remit.engine.evaluate import decide, prepare
+    from remit.engine.evaluate import decide
     from remit.tools.suites import build_request
 
     modes = sum(bool(m) for m in (args.permitted, args.authorisers, args.event))
@@ -225,9 +225,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.reference:
         from remit.tools.reference import ReferenceEvaluator
 
-        allowed, rule, _ = ReferenceEvaluator(policies.councils[args.council]).decide(
-            prepare(policies, req)
-        )
+        allowed, rule, _ = ReferenceEvaluator(policies.councils[args.council]).decide(req)
         data["reference"] = {"effect": "ALLOW" if allowed else "DENY", "rule": rule}
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
