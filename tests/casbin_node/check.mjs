@@ -8,7 +8,9 @@
 // --per-decision: one enforcer per decision, loaded from the model and the policy's g lines
 // and that decision's p lines (the matcher's first term, r.decision == p.decision, makes
 // every other p line irrelevant, and node-casbin's priority sort is stable, so the answers
-// are the same; a whole-file scan per request is what makes the default slow).
+// are the same; a whole-file scan per request is what makes the default slow). The lines
+// are split here, not by node-casbin's DefaultFilteredAdapter: in 5.51.1 its filterWords
+// compares the filter with itself, so a filter on the decision drops every p line.
 // Each request line: {"decision", "role", "area", "ctx"} (ctx: the typed context, role
 // sets as lists), optionally "id". Each answer line, in the same order:
 // {"id", "effect": "allow"|"deny", "rule": the deciding line's rule id or ""} from
