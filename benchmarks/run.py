@@ -43,7 +43,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from remit.engine.evaluate import Prepared, decide, first_match, prepare
+from remit.engine.evaluate import decide, first_match, prepare
 from remit.model.errors import RequestError
 from remit.model.policy import PolicySet, load_dir
 from remit.model.request import Actor, Request
@@ -187,17 +187,18 @@ def engine_bench(policies: PolicySet, quick: bool, log: Callable[[str], None]) -
 
     # the Casbin reference on the same policy (one enforcer for the whole council)
     reference = ReferenceEvaluator(policies.councils[council])
-    sample = preps[: 150 if quick else 400]
+    n = 150 if quick else 400
+    sample = reqs[:n]  # the reference derives roles, area and context from the request
 
-    def casbin(p: Prepared) -> object:
-        return reference.decide(p)
+    def casbin(r: Request) -> object:
+        return reference.decide(r)
 
     out["casbin"] = vars(per_call(casbin, sample, 2, 20))
     log(f"  casbin reference: {out['casbin']['median_us']:.1f} µs median")
     agree = sum(
         1
-        for p in sample
-        if reference.decide(p)[:2]
+        for r, p in zip(sample, preps[:n], strict=True)
+        if reference.decide(r)[:2]
         == (
             (lambda ln: (False, "") if ln is None else (ln.effect == "allow", ln.rule))(
                 first_match(p)

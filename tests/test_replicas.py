@@ -20,7 +20,6 @@ from pathlib import Path
 import grpc
 import pytest
 from remit.distribution.bundle import BundleStore, from_directory
-from remit.engine.evaluate import prepare
 from remit.model.policy import load_dir
 from remit.server.convert import request_from_proto
 from remit.tools.reference import ReferenceEvaluator
@@ -182,7 +181,5 @@ def test_publish_under_load_converges_without_failures(
         policies = load_dir(directory)
         assert policies.version == version
         req = request_from_proto(REQUEST)
-        allowed, _, _ = ReferenceEvaluator(policies.councils["torbay"], "s17_payment").decide(
-            prepare(policies, req)
-        )
+        allowed, _, _ = ReferenceEvaluator(policies.councils["torbay"], "s17_payment").decide(req)
         assert load.seen[version] == {pb.EFFECT_ALLOW if allowed else pb.EFFECT_DENY}

@@ -192,7 +192,6 @@ def _outcome_json(outcome: Any) -> dict[str, Any]:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from remit.engine.authorise import HostRecords, authorise
-    from remit.engine.evaluate import prepare
     from remit.tools.suites import build_request
 
     modes = sum(bool(m) for m in (args.permitted, args.authorisers, args.event))
@@ -253,9 +252,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.reference:
         from remit.tools.reference import ReferenceEvaluator
 
-        allowed, rule, _ = ReferenceEvaluator(policies.councils[args.council]).decide(
-            prepare(policies, req)
-        )
+        allowed, rule, _ = ReferenceEvaluator(policies.councils[args.council]).decide(req)
         data["reference"] = {"effect": "ALLOW" if allowed else "DENY", "rule": rule}
     if args.trace and answer.trace is not None:
         from remit.engine.trace import view

@@ -96,7 +96,8 @@ def decision_context(
     if grant is not None and grant.decision == decision.id:
         when = req.decision_time or datetime.now(UTC)
         ctx["grant_remaining"] = grant.remaining
-        ctx["grant_unexpired"] = grant.expires >= when.date()
+        # expires_on is a UTC calendar date (the API's contract): compare in UTC
+        ctx["grant_unexpired"] = grant.expires >= when.astimezone(UTC).date()
     else:
         ctx["grant_remaining"] = 0
         ctx["grant_unexpired"] = False

@@ -114,7 +114,10 @@ def _term_message(
     if spec.type is FactType.BOOL:
         if not term.value:
             return f"{who} not with {spec.label} ({ref})"
-        seen = "recorded as false" if tt.given else "not recorded in the request"
+        if spec.derived:  # computed by remit (a grant's expiry), not sent by the caller
+            seen = "not so for this request" if tt.given else "nothing in the request gives it"
+        else:
+            seen = "recorded as false" if tt.given else "not recorded in the request"
         return f"{who} only with {spec.label} ({ref}); {seen}"
     words = describe_term(policy, term)
     if spec.type is FactType.ROLES:
