@@ -35,6 +35,7 @@ REFUSALS = {
 class Served:
     stub: pb_grpc.AuthorisationServiceStub
     pid: int
+    address: str
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             grpc.channel_ready_future(ch).result(timeout=30)
-            yield Served(pb_grpc.AuthorisationServiceStub(ch), proc.pid)
+            yield Served(pb_grpc.AuthorisationServiceStub(ch), proc.pid, f"127.0.0.1:{port}")
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -211,3 +212,54 @@ def test_generated_hostile_requests(policies: PolicySet, served: Served) -> None
     grown_mb = _rss_mb(served.pid) - rss_after_warmup[0]
     print(f"server RSS after warm-up {rss_after_warmup[0]:.1f} MB, grew {grown_mb:.2f} MB")
     assert grown_mb < 16, f"server RSS grew {grown_mb:.1f} MB over {EXAMPLES} junk requests"
+
+
+UNDECODABLE_BODIES = [
+    b"\xff\xff\xff\xff",  # a field number past the limit
+    b"\x0a\x05\xc3\x28\xa0\xa1\xff",  # council: invalid UTF-8
+    b"\x0a\xff\xff\xff\xff\x0f",  # a length far past the message
+    b"\x22" + b"\x7f" * 3,  # actor: a truncated sub-message
+]
+
+
+def _deep_struct(depth: int) -> bytes:
+    """A host record whose fields Struct nests ``depth`` deep (protobuf refuses 100+)."""
+    from google.protobuf import struct_pb2
+
+    inner = struct_pb2.Struct()
+    for _ in range(depth):
+        outer = struct_pb2.Struct()
+        outer.fields["x"].struct_value.CopyFrom(inner)
+        inner = outer
+    req = pb.AuthoriseRequest(council="torbay", decision="apply_epo")
+    req.host.records.add(table="DIM_WORKER").fields.CopyFrom(inner)
+    return req.SerializeToString()
+
+
+def test_undecodable_requests_are_invalid_argument_and_leak_nothing(served: Served) -> None:
+    """Bytes that do not decode (garbage, bad UTF-8, a Struct nested past protobuf's limit)
+    are INVALID_ARGUMENT naming the request, before access or any decision, and the server's
+    memory does not grow with them (grpcio's own decode-failure path kept ~19 KB a call)."""
+    port = served.address.rsplit(":", 1)[1]
+    bodies = [*UNDECODABLE_BODIES, _deep_struct(120)]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        raw_unary = ch.unary_unary("/remit.v1.AuthorisationService/Authorise")
+        raw_stream = ch.stream_stream("/remit.v1.AuthorisationService/AuthoriseStream")
+
+        def send(body: bytes) -> None:
+            with pytest.raises(grpc.RpcError) as info:
+                raw_unary(body, timeout=5)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+            assert "request" in info.value.details()
+
+        for body in bodies * 50:  # warm-up
+            send(body)
+        before = _rss_mb(served.pid)
+        for body in bodies * 1000:
+            send(body)
+        grown = _rss_mb(served.pid) - before
+        with pytest.raises(grpc.RpcError) as info:
+            list(raw_stream(iter([UNDECODABLE_BODIES[0]]), timeout=5))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    print(f"server RSS grew {grown:.2f} MB over {len(bodies) * 1000} undecodable requests")
+    assert grown < 5, f"server RSS grew {grown:.1f} MB over {len(bodies) * 1000} requests"

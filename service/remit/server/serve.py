@@ -45,10 +45,11 @@ from remit.server.access import AccessPolicy
 from remit.server.hook import DecisionHook, DecisionObserver
 from remit.server.interceptors import chain
 from remit.server.metrics import Metrics
+from remit.server.registry import add_service
 from remit.server.servicers import DEFAULT_BATCH_LIMIT, AuthorisationServicer, CatalogueServicer
 from remit.server.tracing import Tracing
 from remit.server.tracing import setup as setup_tracing
-from remit.v1 import remit_pb2, remit_pb2_grpc
+from remit.v1 import remit_pb2
 
 log = logging.getLogger("remit.server")
 
@@ -166,11 +167,13 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
         ],
     )
     observers: list[DecisionObserver] = [o for o in (deps.metrics, deps.tracing) if o is not None]
-    remit_pb2_grpc.add_AuthorisationServiceServicer_to_server(
-        AuthorisationServicer(deps.holder, DecisionHook(deps.audit, observers), deps.batch_limit),
+    services = remit_pb2.DESCRIPTOR.services_by_name  # non-raising deserializers: registry.py
+    add_service(
         server,
+        services["AuthorisationService"],
+        AuthorisationServicer(deps.holder, DecisionHook(deps.audit, observers), deps.batch_limit),
     )
-    remit_pb2_grpc.add_CatalogueServiceServicer_to_server(CatalogueServicer(deps.holder), server)
+    add_service(server, services["CatalogueService"], CatalogueServicer(deps.holder))
     if deps.health is None:
         deps.health = RemitHealth(deps.status_now)
     health_pb2_grpc.add_HealthServicer_to_server(deps.health, server)

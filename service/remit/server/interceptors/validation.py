@@ -29,6 +29,7 @@ from remit.server.interceptors._handlers import (
     request_error_code,
     wrap,
 )
+from remit.server.registry import UNDECODABLE
 from remit.v1 import remit_pb2 as pb
 
 log = logging.getLogger("remit.server")
@@ -105,6 +106,18 @@ def _limit(field: str, message: str) -> RequestError:
     return InvalidArgument(field, message)
 
 
+def _undecodable() -> RequestError:
+    return InvalidArgument("request", "the message's bytes do not decode as this method's request")
+
+
+def _decoded(requests: Iterator[Any]) -> Iterator[Any]:
+    """A stream's messages; one that did not decode ends the call with INVALID_ARGUMENT."""
+    for request in requests:
+        if request is UNDECODABLE:
+            raise _undecodable()
+        yield request
+
+
 class ValidationInterceptor(grpc.ServerInterceptor):
     def __init__(self, access: AccessPolicy) -> None:
         self._access = access
@@ -123,6 +136,8 @@ class ValidationInterceptor(grpc.ServerInterceptor):
             def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
                 token = CALLER.set(resolve(context))
                 try:
+                    if request is UNDECODABLE:
+                        raise _undecodable()
                     # batch items are checked one by one, so one bad item fails only itself
                     if isinstance(request, Message) and not isinstance(
                         request, pb.AuthoriseBatchRequest
@@ -143,7 +158,7 @@ class ValidationInterceptor(grpc.ServerInterceptor):
             def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
                 token = CALLER.set(resolve(context))
                 try:
-                    yield from inner(requests, context)
+                    yield from inner(_decoded(requests), context)
                 except RequestError as exc:
                     abort_request_error(context, exc)
                 finally:
