@@ -44,6 +44,7 @@ from remit.model.errors import PolicyError
 from remit.server.access import AccessPolicy
 from remit.server.hook import DecisionHook, DecisionObserver
 from remit.server.interceptors import chain
+from remit.server.limits import StreamSlots
 from remit.server.metrics import Metrics
 from remit.server.registry import add_service
 from remit.server.servicers import DEFAULT_BATCH_LIMIT, AuthorisationServicer, CatalogueServicer
@@ -160,7 +161,9 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
         )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=deps.max_workers, thread_name_prefix="remit-rpc"),
-        interceptors=chain(deps.access, deps.metrics, deps.tracing),
+        interceptors=chain(
+            deps.access, deps.metrics, deps.tracing, StreamSlots.for_threads(deps.max_workers)
+        ),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1 if deps.reuse_port else 0),

@@ -11,7 +11,8 @@ Outermost first::
 * ``recovery`` (:mod:`.recovery`): any unexpected exception becomes INTERNAL with an error
   id; never an answer;
 * ``validation`` (:mod:`.validation`): the caller and the councils it may query
-  (PERMISSION_DENIED), size and identifier limits, RequestErrors as INVALID_ARGUMENT /
+  (PERMISSION_DENIED), the open-stream slots (RESOURCE_EXHAUSTED, :mod:`remit.server.limits`),
+  undecodable bytes, size and identifier limits, RequestErrors as INVALID_ARGUMENT /
   NOT_FOUND with a google.rpc.BadRequest naming the field;
 * ``logging`` (:mod:`.rpclog`): method, the status code the call ends with, latency.
 
@@ -32,6 +33,7 @@ from remit.server.interceptors.metrics import MetricsInterceptor
 from remit.server.interceptors.recovery import RecoveryInterceptor
 from remit.server.interceptors.rpclog import LoggingInterceptor
 from remit.server.interceptors.validation import ValidationInterceptor
+from remit.server.limits import StreamSlots
 
 if TYPE_CHECKING:
     from remit.server.metrics import Metrics
@@ -41,15 +43,18 @@ ORDER: tuple[str, ...] = ("tracing", "metrics", "recovery", "validation", "loggi
 
 
 def chain(
-    access: AccessPolicy, metrics: Metrics | None = None, tracing: Tracing | None = None
+    access: AccessPolicy,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
+    streams: StreamSlots | None = None,
 ) -> list[grpc.ServerInterceptor]:
     """The interceptors in :data:`ORDER`, outermost first; tracing and metrics only when
-    configured."""
+    configured; ``streams``: the open-stream slots validation enforces."""
     made: dict[str, grpc.ServerInterceptor | None] = {
         "tracing": tracing.interceptor() if tracing is not None else None,
         "metrics": MetricsInterceptor(metrics) if metrics is not None else None,
         "recovery": RecoveryInterceptor(),
-        "validation": ValidationInterceptor(access),
+        "validation": ValidationInterceptor(access, streams),
         "logging": LoggingInterceptor(),
     }
     return [i for i in (made[name] for name in ORDER) if i is not None]

@@ -29,6 +29,7 @@ from remit.server.interceptors._handlers import (
     request_error_code,
     wrap,
 )
+from remit.server.limits import StreamSlots
 from remit.server.registry import UNDECODABLE
 from remit.v1 import remit_pb2 as pb
 
@@ -119,8 +120,9 @@ def _decoded(requests: Iterator[Any]) -> Iterator[Any]:
 
 
 class ValidationInterceptor(grpc.ServerInterceptor):
-    def __init__(self, access: AccessPolicy) -> None:
+    def __init__(self, access: AccessPolicy, streams: StreamSlots | None = None) -> None:
         self._access = access
+        self._streams = streams
 
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         def resolve(context: grpc.ServicerContext) -> Any:
@@ -156,13 +158,24 @@ class ValidationInterceptor(grpc.ServerInterceptor):
 
         def stream(inner: StreamBehaviour) -> StreamBehaviour:
             def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-                token = CALLER.set(resolve(context))
+                caller = resolve(context)
+                slots = self._streams
+                if slots is not None and not slots.acquire(caller.identity):
+                    log.warning("stream refused: all %d stream slots in use", slots.total)
+                    context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"too many open streams: at most {slots.total}, "
+                        f"{slots.per_caller} per caller; retry later or use AuthoriseBatch",
+                    )
+                token = CALLER.set(caller)
                 try:
                     yield from inner(_decoded(requests), context)
                 except RequestError as exc:
                     abort_request_error(context, exc)
                 finally:
                     CALLER.reset(token)
+                    if slots is not None:
+                        slots.release(caller.identity)
 
             return behaviour
 
