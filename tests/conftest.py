@@ -29,7 +29,10 @@ def audit_sink() -> MemorySink:
 @pytest.fixture(scope="session")
 def server_address(policies: PolicySet, audit_sink: MemorySink) -> Iterator[str]:
     audit = AuditLog(audit_sink, "strict", Pseudonymiser(b"k" * 32))
-    server, port = create_server("127.0.0.1:0", Deps(PolicyHolder(policies), audit=audit))
+    # the suites decide at fixed dates (bank holidays, grant expiry): a ten-year window for
+    # claimed decision times here; the bound itself is tested in test_decision_hook.py
+    deps = Deps(PolicyHolder(policies), audit=audit, decision_time_window_days=3660)
+    server, port = create_server("127.0.0.1:0", deps)
     server.start()
     yield f"127.0.0.1:{port}"
     server.stop(grace=None)

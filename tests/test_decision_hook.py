@@ -224,7 +224,7 @@ def test_the_entry_is_built_from_the_outcome_and_the_call(policies: PolicySet) -
     call = CallInfo("cn:test", 0.000123, "corr-1", request.case_reference, masked_fields(request))
     entry = build_entry(outcome, call, Pseudonymiser(b"k" * 32))
     assert to_dict(parse_entry(entry)) == entry  # exactly the proto3 JSON of the message
-    assert {k: entry[k] for k in entry if k not in ("time", "case_ref_hmac")} == {
+    assert {k: entry[k] for k in entry if k not in ("time", "case_ref_hmac", "decision_time")} == {
         "seq": "0",
         "prev_hash": "",
         "hash": "",
@@ -252,5 +252,41 @@ def test_the_entry_is_built_from_the_outcome_and_the_call(policies: PolicySet) -
         "review": True,
         "request_id": "e-1",
         "correlation_id": "corr-1",
+        "time_claimed": False,
     }
     assert entry["case_ref_hmac"] == Pseudonymiser(b"k" * 32)("torbay", "CASE-77")
+
+
+def test_a_claimed_decision_time_is_bounded_logged_beside_the_server_time_and_flagged(
+    policies: PolicySet,
+) -> None:
+    """Retrospective decisions are real (Torbay 6.10, 11.4): a claimed decision_time within
+    the window is decided at, kept beside the server's time and flagged for review; one
+    further back, or ahead of the clock, is refused naming the field."""
+    from datetime import UTC, datetime, timedelta
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from remit.model.errors import InvalidArgument
+    from remit.server.convert import TimeWindow
+
+    def at(when: datetime) -> pb.AuthoriseRequest:
+        request = _s17(100000, "t-1")
+        stamp = Timestamp()
+        stamp.FromDatetime(when)
+        request.decision_time.CopyFrom(stamp)
+        return request
+
+    clock = datetime.now(UTC)
+    window = TimeWindow(past=timedelta(days=31))
+    outcome, _ = answer(policies, at(clock - timedelta(days=2)), window)
+    entry = build_entry(outcome, CallInfo("cn:test"), Pseudonymiser(b"k" * 32))
+    assert entry["time_claimed"] is True and entry["review"] is True
+    assert entry["decision_time"].startswith((clock - timedelta(days=2)).date().isoformat())
+    assert entry["time"].startswith(clock.date().isoformat())
+    now_outcome, _ = answer(policies, _s17(100000, "t-2"), window)
+    plain = build_entry(now_outcome, CallInfo("cn:test"), Pseudonymiser(b"k" * 32))
+    assert plain["time_claimed"] is False and plain["review"] is False
+    for when in (clock - timedelta(days=32), clock + timedelta(minutes=10)):
+        with pytest.raises(InvalidArgument) as info:
+            answer(policies, at(when), window)
+        assert info.value.field == "decision_time"

@@ -183,6 +183,11 @@ class Config:
         env="REMIT_WORKERS", parse=_int_between(1, 64), default=1, flag="--workers"
     )
     threads: int = _setting(env="REMIT_THREADS", parse=_int_between(1, 256), default=16)
+    # How far back a request may claim its decision_time (retrospective decisions); a claim
+    # further back, or more than five minutes ahead, is INVALID_ARGUMENT.
+    decision_time_window_days: int = _setting(
+        env="REMIT_DECISION_TIME_WINDOW_DAYS", parse=_int_between(0, 3660), default=31
+    )
     # On SIGTERM: NOT_SERVING at once, keep answering for drain seconds (so load balancers
     # see it), then refuse new calls and let in-flight ones finish within grace seconds.
     shutdown_drain_seconds: float = _setting(

@@ -30,7 +30,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -108,6 +108,11 @@ def obligation_kind_name(kind: str) -> str:
     return name if name in _OBLIGATION_KIND_NAMES else "OBLIGATION_KIND_UNSPECIFIED"
 
 
+# A decision time further than this from the server's clock was claimed by the request (a
+# retrospective decision): the entry keeps both times and is flagged for review.
+CLAIMED_TOLERANCE = timedelta(minutes=5)
+
+
 def build_entry(outcome: Outcome, call: CallInfo, pseudonymise: Pseudonymiser) -> dict[str, Any]:
     """The log entry for one answered decision (without its place in a chain), built from
     the core's outcome and the call, as the proto3 JSON mapping of ``DecisionLogEntry``
@@ -115,13 +120,15 @@ def build_entry(outcome: Outcome, call: CallInfo, pseudonymise: Pseudonymiser) -
     through json_format, which costs more than the decision; ``to_entry`` parses it back
     into the message and the tests check the two agree."""
     req, answer = outcome.request, outcome.answer
+    clock = datetime.now(UTC)
+    claimed = abs(outcome.decided_at - clock) > CLAIMED_TOLERANCE
     # the request as decided: with host records, the actor the records settle
     return {
         "seq": "0",
         "prev_hash": "",
         "hash": "",
         "decision_id": answer.decision_id,
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": _rfc3339(clock),
         "caller": call.caller,
         "council": answer.council,
         "decision": answer.decision,
@@ -140,10 +147,16 @@ def build_entry(outcome: Outcome, call: CallInfo, pseudonymise: Pseudonymiser) -
         "deviation_agreed_by": (
             req.deviation.agreed_by_id if answer.deviation and req.deviation is not None else ""
         ),
-        "review": answer.deviation,
+        "review": answer.deviation or claimed,
         "request_id": req.request_id,
         "correlation_id": call.correlation_id,
+        "decision_time": _rfc3339(outcome.decided_at),
+        "time_claimed": claimed,
     }
+
+
+def _rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def to_entry(data: dict[str, Any]) -> audit_pb2.DecisionLogEntry:

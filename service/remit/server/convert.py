@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
@@ -113,6 +114,31 @@ _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class TimeWindow:
+    """How far a request's claimed decision_time may be from the server's clock."""
+
+    past: timedelta = timedelta(days=31)
+    future: timedelta = timedelta(minutes=5)
+
+
+def claimed_time(msg: Message, window: TimeWindow) -> datetime | None:
+    """The request's decision_time, refused (INVALID_ARGUMENT) when it lies outside the
+    window around the server's clock; None when the request claims none."""
+    when = time_from_proto(msg, "decision_time")
+    if when is None:
+        return None
+    clock = now()
+    if not clock - window.past <= when <= clock + window.future:
+        days = window.past.days
+        raise InvalidArgument(
+            "decision_time",
+            f"must lie within {days} day(s) before and {window.future.seconds // 60} minutes "
+            "after the server's time (REMIT_DECISION_TIME_WINDOW_DAYS)",
+        )
+    return when
+
+
 def time_from_proto(msg: Message, field: str) -> datetime | None:
     """The timestamp field as an aware datetime; out of range (or malformed) is
     INVALID_ARGUMENT naming the field, never an internal error."""
@@ -130,9 +156,14 @@ def time_from_proto(msg: Message, field: str) -> datetime | None:
     return when
 
 
-def request_from_proto(msg: pb.AuthoriseRequest, policies: PolicySet | None = None) -> Request:
+def request_from_proto(
+    msg: pb.AuthoriseRequest,
+    policies: PolicySet | None = None,
+    window: TimeWindow = TimeWindow(),  # frozen, so one shared default is safe
+) -> Request:
     """Typed engine request; malformed values raise InvalidArgument naming the field. The
-    decision time is the request's, else now (when the server took the request).
+    decision time is the request's (within ``window`` of the server's clock), else now
+    (when the server took the request).
 
     ``policies``: the version the request is decided under, for the scheme-fact kind check
     of :func:`context_from_proto` (an unknown council is left to the engine, which names
@@ -146,7 +177,7 @@ def request_from_proto(msg: pb.AuthoriseRequest, policies: PolicySet | None = No
         facts=facts,
         service_area=area,
         grant=grant,
-        decision_time=time_from_proto(msg, "decision_time") or now(),
+        decision_time=claimed_time(msg, window) or now(),
         request_id=msg.request_id,
         deviation=(
             Deviation(

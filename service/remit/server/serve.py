@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from remit.distribution.holder import PolicyHolder
 from remit.distribution.source import SourceStatus, open_source
 from remit.model.errors import PolicyError
 from remit.server.access import AccessPolicy
+from remit.server.convert import TimeWindow
 from remit.server.hook import DecisionHook, DecisionObserver
 from remit.server.interceptors import chain
 from remit.server.limits import StreamSlots
@@ -125,6 +127,7 @@ class Deps:
     tls: TlsFiles | None = None
     allow_plaintext: bool = False  # plaintext off loopback must be asked for explicitly
     batch_limit: int = DEFAULT_BATCH_LIMIT  # items per AuthoriseBatch / AuthoriseStream message
+    decision_time_window_days: int = 31  # how far back a request may claim its decision time
     # What health detail and metrics report; default: the holder's version, origin "local".
     status: Callable[[], SourceStatus] | None = None
     metrics: Metrics | None = None
@@ -174,7 +177,12 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
     add_service(
         server,
         services["AuthorisationService"],
-        AuthorisationServicer(deps.holder, DecisionHook(deps.audit, observers), deps.batch_limit),
+        AuthorisationServicer(
+            deps.holder,
+            DecisionHook(deps.audit, observers),
+            deps.batch_limit,
+            TimeWindow(past=timedelta(days=deps.decision_time_window_days)),
+        ),
     )
     add_service(server, services["CatalogueService"], CatalogueServicer(deps.holder))
     if deps.health is None:
@@ -261,6 +269,7 @@ def serve_forever(config: Config) -> int:
         tls=tls,
         allow_plaintext=config.allow_plaintext,
         batch_limit=config.batch_limit,
+        decision_time_window_days=config.decision_time_window_days,
     )
     try:
         server, port = create_server(config.address, deps)

@@ -55,10 +55,13 @@ def _request_error(correlation_id: str, exc: RequestError) -> pb.BatchResult:
 
 
 def answer(
-    policies: PolicySet, request: pb.AuthoriseRequest
+    policies: PolicySet,
+    request: pb.AuthoriseRequest,
+    window: _convert.TimeWindow = _convert.TimeWindow(),  # noqa: B008  # frozen, shared
 ) -> tuple[Outcome, pb.AuthoriseResponse]:
-    """One wire request through the use case: its outcome and its response."""
-    req = _convert.request_from_proto(request, policies)
+    """One wire request through the use case: its outcome and its response. A claimed
+    decision time outside ``window`` is refused."""
+    req = _convert.request_from_proto(request, policies, window)
     outcome = authorise_request(policies, req, _convert.host_from_proto(request))
     return outcome, _convert.outcome_to_proto(outcome)
 
@@ -80,7 +83,12 @@ def call_info(request: pb.AuthoriseRequest, started: float, correlation_id: str 
     )
 
 
-def authorise_item(policies: PolicySet, item: pb.BatchItem, hook: DecisionHook) -> pb.BatchResult:
+def authorise_item(
+    policies: PolicySet,
+    item: pb.BatchItem,
+    hook: DecisionHook,
+    window: _convert.TimeWindow = _convert.TimeWindow(),  # noqa: B008  # frozen, shared
+) -> pb.BatchResult:
     """One batch item: its answer (logged, counted and traced), or its own error. An internal
     fault is INTERNAL; an entry the decision log refuses is UNAVAILABLE."""
     result = pb.BatchResult(correlation_id=item.correlation_id)
@@ -89,7 +97,7 @@ def authorise_item(policies: PolicySet, item: pb.BatchItem, hook: DecisionHook) 
         check_message(item.request)  # fields named as in a single AuthoriseRequest
         check_council(item.request.council)
         started = time.perf_counter()  # as for Authorise: after the generic checks
-        outcome, response = answer(policies, item.request)
+        outcome, response = answer(policies, item.request, window)
         hook.answered(outcome, call_info(item.request, started, item.correlation_id))
         result.response.CopyFrom(response)
     except RequestError as exc:
@@ -117,17 +125,22 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
     answered decision (the decision log, metrics, tracing: see :mod:`remit.server.hook`)."""
 
     def __init__(
-        self, holder: PolicyHolder, hook: DecisionHook, batch_limit: int = DEFAULT_BATCH_LIMIT
+        self,
+        holder: PolicyHolder,
+        hook: DecisionHook,
+        batch_limit: int = DEFAULT_BATCH_LIMIT,
+        window: _convert.TimeWindow = _convert.TimeWindow(),  # noqa: B008  # frozen, shared
     ) -> None:
         self._holder = holder
         self._hook = hook
         self._batch_limit = batch_limit
+        self._window = window
 
     def Authorise(
         self, request: pb.AuthoriseRequest, context: grpc.ServicerContext
     ) -> pb.AuthoriseResponse:
         started = time.perf_counter()
-        outcome, response = answer(self._holder.current(), request)  # one version
+        outcome, response = answer(self._holder.current(), request, self._window)  # one version
         try:
             self._hook.answered(outcome, call_info(request, started))
         except AuditUnavailable as exc:
@@ -147,7 +160,9 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
             raise too_many
         policies = self._holder.current()  # the whole batch under one version
         return pb.AuthoriseBatchResponse(
-            results=[authorise_item(policies, item, self._hook) for item in request.items]
+            results=[
+                authorise_item(policies, item, self._hook, self._window) for item in request.items
+            ]
         )
 
     def AuthoriseStream(
@@ -163,7 +178,10 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
                 continue
             policies = self._holder.current()  # each message under one version
             yield pb.AuthoriseStreamResponse(
-                results=[authorise_item(policies, item, self._hook) for item in message.items]
+                results=[
+                    authorise_item(policies, item, self._hook, self._window)
+                    for item in message.items
+                ]
             )
 
     def ListPermittedDecisions(

@@ -56,6 +56,8 @@ class DecisionLogEntry(_message.Message):
     REVIEW_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    DECISION_TIME_FIELD_NUMBER: _builtins.int
+    TIME_CLAIMED_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     prev_hash: _builtins.str
     hash: _builtins.str
@@ -86,6 +88,14 @@ class DecisionLogEntry(_message.Message):
     request_id: _builtins.str
     correlation_id: _builtins.str
     """The item's correlation id in a batch or stream."""
+    decision_time: _builtins.str
+    """The time the decision was taken at (RFC 3339, UTC): the request's decision_time when it
+    claimed one, else the time the server took it. `time` is always the server's clock.
+    """
+    time_claimed: _builtins.bool
+    """The claimed decision_time differs from the server's time by more than five minutes (a
+    retrospective decision, e.g. Torbay 6.10, 11.4): flagged for review.
+    """
     @_builtins.property
     def actor_roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -123,10 +133,12 @@ class DecisionLogEntry(_message.Message):
         review: _builtins.bool = ...,
         request_id: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
+        decision_time: _builtins.str = ...,
+        time_claimed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_roles", b"actor_roles", "caller", b"caller", "case_ref_hmac", b"case_ref_hmac", "correlation_id", b"correlation_id", "council", b"council", "decision", b"decision", "decision_id", b"decision_id", "deviation", b"deviation", "deviation_agreed_by", b"deviation_agreed_by", "effect", b"effect", "hash", b"hash", "latency_us", b"latency_us", "masked_fields", b"masked_fields", "matched_role", b"matched_role", "obligations", b"obligations", "policy_version", b"policy_version", "prev_hash", b"prev_hash", "request_id", b"request_id", "review", b"review", "rule_id", b"rule_id", "section", b"section", "seq", b"seq", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_roles", b"actor_roles", "caller", b"caller", "case_ref_hmac", b"case_ref_hmac", "correlation_id", b"correlation_id", "council", b"council", "decision", b"decision", "decision_id", b"decision_id", "decision_time", b"decision_time", "deviation", b"deviation", "deviation_agreed_by", b"deviation_agreed_by", "effect", b"effect", "hash", b"hash", "latency_us", b"latency_us", "masked_fields", b"masked_fields", "matched_role", b"matched_role", "obligations", b"obligations", "policy_version", b"policy_version", "prev_hash", b"prev_hash", "request_id", b"request_id", "review", b"review", "rule_id", b"rule_id", "section", b"section", "seq", b"seq", "time", b"time", "time_claimed", b"time_claimed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
