@@ -130,6 +130,28 @@ def test_a_removed_entry_is_a_missing_link(tmp_path: Path) -> None:
     assert result.problem.startswith("missing link")
 
 
+def test_a_writer_resumes_its_chain_from_the_files_tail(tmp_path: Path) -> None:
+    """The chain resumes from the last entry, read from the end of the file, exactly as a
+    full scan finds it: past a torn last line, across block edges, with long lines."""
+    from remit.audit.log import last_entry
+
+    path = tmp_path / "decisions.jsonl"
+    log = AuditLog(FileSink(path), "strict", Pseudonymiser(b"k" * 32))
+    _write_entries(log, 30)
+    log.flush()
+    full = [e for _, e, _ in read_lines(path) if e is not None][-1]
+    for block in (7, 64, 500, 1 << 16):  # entries span several small blocks
+        assert last_entry(path, block) == full
+    with path.open("ab") as fh:
+        fh.write(b'{"seq": "31", "torn')  # a crash mid-write
+    for block in (7, 1 << 16):
+        assert last_entry(path, block) == full
+    assert FileSink(path).last() == (int(full["seq"]), full["hash"])
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    assert last_entry(empty) is None and FileSink(empty).last()[0] == 0
+
+
 def test_a_restarted_writer_continues_the_chain(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
     for _ in range(3):
