@@ -167,7 +167,7 @@ def test_publish_refuses_to_activate_a_corrupt_bundle(redis_server: RedisServer)
     store = BundleStore.from_url(redis_server.url)
     good = from_directory(GENERATED)
     store.publish(good)
-    store.r.hset(store.key("bundle", good.version, "files"), "torbay/index.json", b"{}")
+    store.r.hset(store.key("bundle", good.version, "files"), "torbay/rules.json", b"{}")
     with pytest.raises(PolicyError, match="does not match its manifest hash"):
         store.activate(good.version)
 
