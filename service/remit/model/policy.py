@@ -287,6 +287,9 @@ def load_files(files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> Polic
 # -- typed reading of one table ---------------------------------------------------------
 
 
+_MISSING = object()
+
+
 class _Obj:
     """One JSON object of the table, read field by field with its path for errors."""
 
@@ -308,37 +311,42 @@ class _Obj:
         except KeyError:
             raise ValueError(f"{self.at(key)}: missing") from None
 
+    # each reader looks the key up itself: these run ~10,000 times per load
     def text(self, key: str) -> str:
-        value = self.get(key)
-        if not isinstance(value, str):
-            raise ValueError(f"{self.at(key)}: expected a string")
+        value = self.d.get(key, _MISSING)
+        if type(value) is not str:
+            raise self._wrong(key, "a string")
         return value
 
     def flag(self, key: str) -> bool:
-        value = self.get(key)
-        if not isinstance(value, bool):
-            raise ValueError(f"{self.at(key)}: expected true or false")
+        value = self.d.get(key, _MISSING)
+        if type(value) is not bool:
+            raise self._wrong(key, "true or false")
         return value
 
     def number(self, key: str) -> int:
-        value = self.get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{self.at(key)}: expected an integer")
+        value = self.d.get(key, _MISSING)
+        if type(value) is not int:
+            raise self._wrong(key, "an integer")
         return value
 
     def items(self, key: str) -> list[Any]:
-        value = self.get(key)
-        if not isinstance(value, list):
-            raise ValueError(f"{self.at(key)}: expected a list")
+        value = self.d.get(key, _MISSING)
+        if type(value) is not list:
+            raise self._wrong(key, "a list")
         return value
 
     def texts(self, key: str) -> tuple[str, ...]:
-        values = self.items(key)
-        for value in values:
-            if not isinstance(value, str):
-                raise ValueError(f"{self.at(key)}: expected a list of strings")
+        values = self.d.get(key, _MISSING)
+        if type(values) is not list or any(type(v) is not str for v in values):
+            raise self._wrong(key, "a list of strings")
         # interned: the same ids recur on every line and in every council
-        return tuple(sys.intern(v) for v in values)
+        return tuple(map(sys.intern, values))
+
+    def _wrong(self, key: str, expected: str) -> ValueError:
+        if key not in self.d:
+            return ValueError(f"{self.at(key)}: missing")
+        return ValueError(f"{self.at(key)}: expected {expected}")
 
     def obj(self, key: str) -> _Obj:
         return _Obj(self.get(key), self.at(key))
@@ -392,24 +400,36 @@ def _term(raw: Any, where: str, facts: Mapping[str, FactSpec], roles: Mapping[st
     return Term(sys.intern(fact), op, typed)
 
 
-def _condition(
-    raw: Any, where: str, facts: Mapping[str, FactSpec], roles: Mapping[str, Any]
-) -> tuple[str, Condition]:
-    """A condition's compiled text and terms, checked to be one and the same condition."""
-    c = _Obj(raw, where)
-    text = sys.intern(c.text("text"))
-    cond = tuple(
-        _term(t, f"{where}.terms[{k}]", facts, roles) for k, t in enumerate(c.items("terms"))
-    )
-    # the text is what the Casbin export carries and the reference parses: it must say
-    # exactly what the terms say
-    try:
-        parsed = parse(text)
-    except ValueError as exc:
-        raise ValueError(f"{where}.text: {exc}") from None
-    if render(cond) != text or parsed != cond:
-        raise ValueError(f"{where}: text {text!r} is not its terms")
-    return text, cond
+class _Conditions:
+    """Reads one council's conditions; a text met again with the same terms (the lines of
+    one rule share its condition) is checked once."""
+
+    def __init__(self, facts: Mapping[str, FactSpec], roles: Mapping[str, Any]) -> None:
+        self.facts = facts
+        self.roles = roles
+        self.seen: dict[str, tuple[list[Any], Condition]] = {}
+
+    def read(self, raw: Any, where: str) -> tuple[str, Condition]:
+        """A condition's compiled text and terms, checked to be one and the same condition."""
+        c = _Obj(raw, where)
+        text = sys.intern(c.text("text"))
+        raw_terms = c.items("terms")
+        known = self.seen.get(text)
+        if known is not None and known[0] == raw_terms:
+            return text, known[1]
+        cond = tuple(
+            _term(t, f"{where}.terms[{k}]", self.facts, self.roles) for k, t in enumerate(raw_terms)
+        )
+        # the text is what the Casbin export carries and the reference parses: it must say
+        # exactly what the terms say
+        try:
+            parsed = parse(text)
+        except ValueError as exc:
+            raise ValueError(f"{where}.text: {exc}") from None
+        if render(cond) != text or parsed != cond:
+            raise ValueError(f"{where}: text {text!r} is not its terms")
+        self.seen[text] = (raw_terms, cond)
+        return text, cond
 
 
 def _closure(roles: Mapping[str, _Obj], edges: list[tuple[str, str]]) -> dict[str, frozenset[str]]:
@@ -458,8 +478,50 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
         raise ValueError(f"council {t.text('council')!r} is another council")
     doc = t.obj("document")
     src = t.obj("source")
-    source = SchemeSource(src.text("scheme"), src.texts("parts"), src.text("sha256"))
+    areas = {aid: Area(aid, a.text("name")) for aid, a in t.members("areas")}
+    roles, edges = _read_roles(t, areas)
+    facts, declared = _read_facts(t)
+    rules = _read_rules(t, roles, areas)
+    conditions = _Conditions(facts, roles)
+    decisions = _read_decisions(t, rules, facts, roles, conditions)
+    events = _read_events(t, facts, roles, conditions)
+    for decision in decisions.values():
+        _known(decision.implies, events, f"decisions.{decision.id}.implies", "notification")
+    policy = CouncilPolicy(
+        council=council,
+        name=doc.text("name"),
+        title=doc.text("title"),
+        effective=doc.text("effective"),
+        seed=doc.text("seed"),
+        roles=MappingProxyType(roles),
+        areas=MappingProxyType(areas),
+        facts=MappingProxyType(facts),
+        declared_facts=declared,
+        decisions=MappingProxyType(dict(sorted(decisions.items()))),
+        rules=MappingProxyType(rules),
+        edges=edges,
+        model_text=MODEL_CONF,
+        policy_text="",
+        deviation=_read_deviation(t, roles),
+        events=MappingProxyType(events),
+        fact_defaults=MappingProxyType(
+            {
+                fid: False if spec.type is FactType.BOOL else frozenset()
+                for fid, spec in facts.items()
+                if not spec.derived and spec.type in (FactType.BOOL, FactType.ROLES)
+            }
+        ),
+        source=SchemeSource(src.text("scheme"), src.texts("parts"), src.text("sha256")),
+        scheme_order=tuple(decisions),  # read in the table's (the scheme's) order
+    )
+    # the Casbin export, generated from the table (never parsed back)
+    return replace(policy, policy_text=casbin_policy(policy))
 
+
+def _read_roles(
+    t: _Obj, areas: Mapping[str, Area]
+) -> tuple[dict[str, Role], tuple[tuple[str, str], ...]]:
+    """Roles with their stated closure (checked against the edges), and the edges."""
     role_objs = dict(t.members("roles"))
     if not role_objs:
         raise ValueError("roles: none")
@@ -476,8 +538,6 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
     if edges != sorted(set(edges)):
         raise ValueError("edges: not sorted and unique")
     seniors = _closure(role_objs, edges)
-
-    areas = {aid: Area(aid, a.text("name")) for aid, a in t.members("areas")}
     roles: dict[str, Role] = {}
     for rid, r in role_objs.items():
         titles = r.texts("titles")
@@ -493,7 +553,11 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
         roles[rid] = Role(
             rid, titles, kind, r.flag("independent"), r.flag("all_areas"), rank, seniors[rid]
         )
+    return roles, tuple(edges)
 
+
+def _read_facts(t: _Obj) -> tuple[dict[str, FactSpec], tuple[str, ...]]:
+    """The well-known facts and the scheme's own; the ids it declares, in id order."""
     facts: dict[str, FactSpec] = dict(WELL_KNOWN)
     declared = t.members("facts")
     for fid, f in declared:
@@ -507,7 +571,13 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
         if (ftype is FactType.ENUM) != bool(values):
             raise ValueError(f"{f.where}.values: an enum fact and only an enum fact has values")
         facts[fid] = FactSpec(fid, ftype, f.text("label"), values)
+    return facts, tuple(fid for fid, _ in declared)
 
+
+_OBLIGATION_FIELDS = frozenset({"kind", "text", "role", "party", "timescale", "casenote", "fact"})
+
+
+def _read_rules(t: _Obj, roles: Mapping[str, Role], areas: Mapping[str, Area]) -> dict[str, Rule]:
     rules: dict[str, Rule] = {}
     rule_objs = t.obj("rules")
     for rid in sorted(rule_objs.d):
@@ -530,7 +600,7 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
         obligations: list[Obligation] = []
         for k, raw in enumerate(r.items("obligations")):
             o = _Obj(raw, f"{r.where}.obligations[{k}]")
-            extra = set(o.d) - {"kind", "text", "role", "party", "timescale", "casenote", "fact"}
+            extra = set(o.d) - _OBLIGATION_FIELDS
             if extra:
                 raise ValueError(f"{o.where}: unknown field {sorted(extra)[0]!r}")
             fields = {key: o.text(key) for key in o.d}
@@ -558,9 +628,19 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
             target = rules.get(rule.exception_to)
             if target is None or target.decision != rule.decision or target.effect != "deny":
                 raise ValueError(f"rules.{rule.id}.exception_to: not a prohibition of its decision")
+    return rules
 
+
+def _read_decisions(
+    t: _Obj,
+    rules: Mapping[str, Rule],
+    facts: Mapping[str, FactSpec],
+    roles: Mapping[str, Role],
+    conditions: _Conditions,
+) -> dict[str, Decision]:
+    """Decisions in the table's order, each with its lines: exactly the cross product of its
+    rules' roles, areas and conditions, in priority order."""
     decisions: dict[str, Decision] = {}
-    order: list[str] = []
     positions: set[int] = set()
     for i, raw in enumerate(t.items("decisions")):
         d = _Obj(raw, f"decisions[{i}]")
@@ -575,7 +655,7 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
         for rid in rule_ids:
             if rid not in rules or rules[rid].decision != did:
                 raise ValueError(f"{d.where}.rules: {rid!r} is not a rule of {did}")
-        want: set[tuple[str, str, str, str]] = {
+        want = {
             (rid, role, area, cond)
             for rid in rule_ids
             for role in rules[rid].who
@@ -584,37 +664,20 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
         }
         lines: list[Line] = []
         for k, raw_line in enumerate(d.items("lines")):
-            ln = _Obj(raw_line, f"{d.where}.lines[{k}]")
-            rid = ln.text("rule")
-            line_rule = rules.get(rid)
-            if line_rule is None or rid not in rule_ids:
-                raise ValueError(f"{ln.where}.rule: {rid!r} is not a rule of {did}")
-            role, area = sys.intern(ln.text("role")), sys.intern(ln.text("area"))
-            text, cond = _condition(ln.get("condition"), f"{ln.where}.condition", facts, roles)
-            entry = (rid, role, area, text)
-            if entry not in want:
-                raise ValueError(f"{ln.where}: not one of the lines of rule {rid} (or twice)")
-            want.discard(entry)
-            effect, priority = ln.text("effect"), ln.number("priority")
-            expected = priority_of(line_rule.effect, line_rule.exception_to)
-            if effect != line_rule.effect or priority != expected:
-                raise ValueError(f"{ln.where}: effect or priority is not its rule's")
-            position = ln.number("position")
-            if position < 0 or position in positions:
-                raise ValueError(f"{ln.where}.position: {position} (negative or twice)")
-            positions.add(position)
-            if role == "*":
-                matching: frozenset[str] | None = None
-            elif effect == "allow":
-                matching = frozenset({role}) | roles[role].seniors
-            else:
-                matching = frozenset({role})
-            summary = summarise(facts, lambda r: roles[r].title, cond)
-            line = Line(
-                position, did, role, area, text, cond, effect, priority, rid, matching, summary
+            line = _read_line(
+                _Obj(raw_line, f"{d.where}.lines[{k}]"), did, rules, facts, roles, conditions
             )
-            if lines and (lines[-1].priority, lines[-1].position) >= (priority, position):
-                raise ValueError(f"{ln.where}: lines are not in priority order")
+            entry = (line.rule, line.role, line.area, line.cond_text)
+            if line.rule not in rule_ids or entry not in want:
+                raise ValueError(
+                    f"{d.where}.lines[{k}]: not one of the lines of rule {line.rule} (or twice)"
+                )
+            want.discard(entry)
+            if line.position in positions:
+                raise ValueError(f"{d.where}.lines[{k}].position: {line.position} twice")
+            positions.add(line.position)
+            if lines and (lines[-1].priority, lines[-1].position) >= (line.priority, line.position):
+                raise ValueError(f"{d.where}.lines[{k}]: lines are not in priority order")
             lines.append(line)
         if want:
             missing = sorted(want)[0]
@@ -636,15 +699,50 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
             tuple(lines),
             d.texts("implies"),
         )
-        order.append(did)
     for rule in rules.values():
         if rule.decision not in decisions or rule.id not in decisions[rule.decision].rules:
             raise ValueError(f"rules.{rule.id}: not listed by decision {rule.decision!r}")
+    return decisions
 
+
+def _read_line(
+    ln: _Obj,
+    did: str,
+    rules: Mapping[str, Rule],
+    facts: Mapping[str, FactSpec],
+    roles: Mapping[str, Role],
+    conditions: _Conditions,
+) -> Line:
+    rid = ln.text("rule")
+    rule = rules.get(rid)
+    if rule is None:
+        raise ValueError(f"{ln.where}.rule: unknown rule {rid!r}")
+    role, area = sys.intern(ln.text("role")), sys.intern(ln.text("area"))
+    text, cond = conditions.read(ln.get("condition"), f"{ln.where}.condition")
+    effect, priority, position = ln.text("effect"), ln.number("priority"), ln.number("position")
+    if effect != rule.effect or priority != priority_of(rule.effect, rule.exception_to):
+        raise ValueError(f"{ln.where}: effect or priority is not its rule's")
+    if position < 0:
+        raise ValueError(f"{ln.where}.position: negative")
+    if role == "*":
+        matching: frozenset[str] | None = None
+    elif role not in roles:
+        raise ValueError(f"{ln.where}.role: unknown role {role!r}")
+    elif effect == "allow":
+        matching = frozenset({role}) | roles[role].seniors
+    else:
+        matching = frozenset({role})
+    summary = summarise(facts, lambda r: roles[r].title, cond)
+    return Line(position, did, role, area, text, cond, effect, priority, rid, matching, summary)
+
+
+def _read_events(
+    t: _Obj, facts: Mapping[str, FactSpec], roles: Mapping[str, Role], conditions: _Conditions
+) -> dict[str, Event]:
     events: dict[str, Event] = {}
     for eid, e in t.members("notifications"):
         alternatives = [
-            _condition(c, f"{e.where}.conditions[{k}]", facts, roles)
+            conditions.read(c, f"{e.where}.conditions[{k}]")
             for k, c in enumerate(e.items("conditions"))
         ]
         people: dict[str, tuple[Person, ...]] = {}
@@ -675,46 +773,16 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
             tuple(text for text, _ in alternatives),
             efacts,
         )
-    for decision in decisions.values():
-        _known(decision.implies, events, f"decisions.{decision.id}.implies", "notification")
+    return events
 
-    deviation = None
-    raw_dev = t.get("deviation")
-    if raw_dev is not None:
-        dev = _Obj(raw_dev, "deviation")
-        dev_roles = dev.texts("roles")
-        if not dev_roles:
-            raise ValueError("deviation.roles: none")
-        _known(dev_roles, roles, "deviation.roles", "role")
-        deviation = DeviationClause(
-            dev_roles, dev.text("section"), dev.text("quote"), dev.text("reading")
-        )
-    policy = CouncilPolicy(
-        council=council,
-        name=doc.text("name"),
-        title=doc.text("title"),
-        effective=doc.text("effective"),
-        seed=doc.text("seed"),
-        roles=MappingProxyType(roles),
-        areas=MappingProxyType(areas),
-        facts=MappingProxyType(facts),
-        declared_facts=tuple(fid for fid, _ in declared),
-        decisions=MappingProxyType(dict(sorted(decisions.items()))),
-        rules=MappingProxyType(rules),
-        edges=tuple(edges),
-        model_text=MODEL_CONF,
-        policy_text="",
-        deviation=deviation,
-        events=MappingProxyType(events),
-        fact_defaults=MappingProxyType(
-            {
-                fid: False if spec.type is FactType.BOOL else frozenset()
-                for fid, spec in facts.items()
-                if not spec.derived and spec.type in (FactType.BOOL, FactType.ROLES)
-            }
-        ),
-        source=source,
-        scheme_order=tuple(order),
-    )
-    # the Casbin export, generated from the table (never parsed back)
-    return replace(policy, policy_text=casbin_policy(policy))
+
+def _read_deviation(t: _Obj, roles: Mapping[str, Role]) -> DeviationClause | None:
+    raw = t.get("deviation")
+    if raw is None:
+        return None
+    dev = _Obj(raw, "deviation")
+    dev_roles = dev.texts("roles")
+    if not dev_roles:
+        raise ValueError("deviation.roles: none")
+    _known(dev_roles, roles, "deviation.roles", "role")
+    return DeviationClause(dev_roles, dev.text("section"), dev.text("quote"), dev.text("reading"))
