@@ -288,6 +288,7 @@ def load_files(files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> Polic
 
 
 _MISSING = object()
+_STR = {str}
 
 
 class _Obj:
@@ -338,10 +339,22 @@ class _Obj:
 
     def texts(self, key: str) -> tuple[str, ...]:
         values = self.d.get(key, _MISSING)
-        if type(values) is not list or any(type(v) is not str for v in values):
+        if type(values) is not list or (values and set(map(type, values)) != _STR):
             raise self._wrong(key, "a list of strings")
         # interned: the same ids recur on every line and in every council
         return tuple(map(sys.intern, values))
+
+    def strings(self, *keys: str) -> tuple[str, ...]:
+        """Several string fields at once: the common case checked in one pass, any miss
+        reported as :meth:`text` would report it."""
+        try:
+            values = tuple(map(self.d.__getitem__, keys))
+        except KeyError:
+            values = ()
+        if len(values) != len(keys) or set(map(type, values)) != _STR:
+            for key in keys:
+                self.text(key)
+        return values
 
     def _wrong(self, key: str, expected: str) -> ValueError:
         if key not in self.d:
@@ -584,7 +597,9 @@ def _read_rules(t: _Obj, roles: Mapping[str, Role], areas: Mapping[str, Area]) -
         if not RULE_ID_PATTERN.fullmatch(rid):
             raise ValueError(f"rules: rule id {rid!r} is not a valid rule id")
         r = _Obj(rule_objs.d[rid], f"rules.{rid}")
-        effect = r.text("effect")
+        effect, decision, section, quote, reading, exception_to, decided_outside = r.strings(
+            "effect", "decision", "section", "quote", "reading", "exception_to", "decided_outside"
+        )
         if effect not in ("allow", "deny"):
             raise ValueError(f"{r.where}.effect: {effect!r}")
         who = r.texts("who")
@@ -611,16 +626,16 @@ def _read_rules(t: _Obj, roles: Mapping[str, Role], areas: Mapping[str, Area]) -
             obligations.append(Obligation(**fields))
         rules[rid] = Rule(
             rid,
-            r.text("decision"),
+            decision,
             effect,
             who,
             rule_areas,
             conditions,
-            r.text("section"),
-            r.text("quote"),
-            r.text("reading"),
-            r.text("exception_to"),
-            r.text("decided_outside"),
+            section,
+            quote,
+            reading,
+            exception_to,
+            decided_outside,
             tuple(obligations),
         )
     for rule in rules.values():
@@ -682,17 +697,20 @@ def _read_decisions(
         if want:
             missing = sorted(want)[0]
             raise ValueError(f"{d.where}.lines: no line for rule {missing[0]} {missing[1:]}")
+        section, heading, wording, quote, procedure, reading = d.strings(
+            "section", "heading", "wording", "quote", "procedure", "reading"
+        )
         dfacts, required = d.texts("facts"), d.texts("required_facts")
         _known(dfacts, facts, f"{d.where}.facts", "fact")
         _known(required, facts, f"{d.where}.required_facts", "fact")
         decisions[did] = Decision(
             did,
-            d.text("section"),
-            d.text("heading"),
-            d.text("wording"),
-            d.text("quote"),
-            d.text("procedure"),
-            d.text("reading"),
+            section,
+            heading,
+            wording,
+            quote,
+            procedure,
+            reading,
             dfacts,
             required,
             rule_ids,
@@ -713,13 +731,13 @@ def _read_line(
     roles: Mapping[str, Role],
     conditions: _Conditions,
 ) -> Line:
-    rid = ln.text("rule")
+    rid, role, area, effect = ln.strings("rule", "role", "area", "effect")
     rule = rules.get(rid)
     if rule is None:
         raise ValueError(f"{ln.where}.rule: unknown rule {rid!r}")
-    role, area = sys.intern(ln.text("role")), sys.intern(ln.text("area"))
+    role, area = sys.intern(role), sys.intern(area)
     text, cond = conditions.read(ln.get("condition"), f"{ln.where}.condition")
-    effect, priority, position = ln.text("effect"), ln.number("priority"), ln.number("position")
+    priority, position = ln.number("priority"), ln.number("position")
     if effect != rule.effect or priority != priority_of(rule.effect, rule.exception_to):
         raise ValueError(f"{ln.where}: effect or priority is not its rule's")
     if position < 0:
@@ -757,15 +775,18 @@ def _read_events(
                 else:
                     raise ValueError(f"{p.where}: a known role {{role}} or a {{party}}")
             people[group_name] = tuple(group)
+        section, heading, wording, quote, reading = e.strings(
+            "section", "heading", "wording", "quote", "reading"
+        )
         efacts = e.texts("facts")
         _known(efacts, facts, f"{e.where}.facts", "fact")
         events[eid] = Event(
             eid,
-            e.text("section"),
-            e.text("heading"),
-            e.text("wording"),
-            e.text("quote"),
-            e.text("reading"),
+            section,
+            heading,
+            wording,
+            quote,
+            reading,
             people["audience"],
             people["by"],
             e.text("timescale"),
