@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from remit.compiler import build as _compiler
-from remit.distribution.bundle import BundleStore, files_version, from_directory, hierarchy_of
+from remit.distribution.bundle import Bundle, BundleStore, files_version, from_directory
 from remit.distribution.replica import RedisSource
 from remit.engine.evaluate import decide
 from remit.model.errors import PolicyError
@@ -76,7 +76,10 @@ def test_publish_activate_rollback_and_bounded_history(
         store.fetch(v1.version)
     bundle, compiled = store.fetch(v2.version)
     assert compiled["version"] == v2.version
-    assert json.loads(bundle.hierarchy["torbay"])["team_manager"]["inherited_by"] == [
+    # the bundle carries the closure inside the rule table
+    assert json.loads(bundle.files["torbay/rules.json"])["roles"]["team_manager"][
+        "inherited_by"
+    ] == [
         "assistant_director",
         "director",
         "head_of_service",
@@ -167,7 +170,7 @@ def test_publish_refuses_to_activate_a_corrupt_bundle(redis_server: RedisServer)
     store = BundleStore.from_url(redis_server.url)
     good = from_directory(GENERATED)
     store.publish(good)
-    store.r.hset(store.key("bundle", good.version, "files"), "torbay/index.json", b"{}")
+    store.r.hset(store.key("bundle", good.version, "files"), "torbay/rules.json", b"{}")
     with pytest.raises(PolicyError, match="does not match its manifest hash"):
         store.activate(good.version)
 
@@ -187,11 +190,58 @@ def test_redis_unreachable_and_no_local_policy_fails_to_start() -> None:
         RedisSource(f"redis://127.0.0.1:{free_port()}/0", None)
 
 
-def test_hierarchy_is_the_transitive_closure() -> None:
-    closure = json.loads(hierarchy_of(load_dir(GENERATED))["torbay"])
-    assert "director" in closure["social_worker"]["inherited_by"]
+def test_the_closure_is_the_compilers_and_the_loader_keeps_it() -> None:
+    table = json.loads((GENERATED / "torbay" / "rules.json").read_text())
+    closure = {rid: role["inherited_by"] for rid, role in table["roles"].items()}
+    assert "director" in closure["social_worker"]
     # independent: only the roles that explicitly include it, never the line managers
-    assert closure["independent_reviewing_officer"]["inherited_by"] == [
-        "irs_service_manager",
-        "senior_iro",
-    ]
+    assert closure["independent_reviewing_officer"] == ["irs_service_manager", "senior_iro"]
+    torbay = load_dir(GENERATED).councils["torbay"]
+    assert {rid: sorted(role.seniors) for rid, role in torbay.roles.items()} == closure
+
+
+def _rebuilt(files: dict[str, bytes], manifest: dict[str, object]) -> tuple[str, dict, dict]:
+    """Hashes and version made consistent again after editing ``files`` (what a faulty
+    publisher could produce): returns (version, files, bundle manifest)."""
+    files = dict(files)
+    hashes = {rel: hashlib.sha256(b).hexdigest() for rel, b in files.items()}
+    inner = {r: h for r, h in hashes.items() if r != "manifest.json"}
+    compiled = json.loads(files["manifest.json"])
+    compiled["files"] = inner
+    compiled["version"] = files_version(inner)
+    files["manifest.json"] = json.dumps(compiled, indent=1, sort_keys=True).encode() + b"\n"
+    hashes["manifest.json"] = hashlib.sha256(files["manifest.json"]).hexdigest()
+    return compiled["version"], files, dict(manifest, version=compiled["version"], files=hashes)
+
+
+def test_a_bundle_whose_closure_is_wrong_is_refused(redis_server: RedisServer) -> None:
+    """Nothing recomputes the closure at load, so the loader must refuse one that is not the
+    closure of the table's edges: here the Team Manager's seniors lose the Director (a
+    narrower grant) and, separately, gain the Social Worker (a wider one)."""
+    store = BundleStore.from_url(redis_server.url)
+    good = from_directory(GENERATED)
+    for change in ("drop", "add"):
+        table = json.loads(good.files["torbay/rules.json"])
+        seniors = table["roles"]["team_manager"]["inherited_by"]
+        if change == "drop":
+            seniors.remove("director")
+        else:
+            seniors[:] = sorted([*seniors, "social_worker"])
+        files = dict(good.files)
+        files["torbay/rules.json"] = json.dumps(table).encode()
+        version, files, manifest = _rebuilt(files, good.manifest)
+        store.r.hset(store.key("bundle", version, "files"), mapping=files)  # type: ignore[arg-type]
+        store.r.set(store.key("bundle", version, "manifest"), json.dumps(manifest))
+        with pytest.raises(
+            PolicyError, match=r"torbay/rules.json: roles\.\w+\.inherited_by: not the closure"
+        ):
+            store.activate(version)
+        assert store.active() is None
+
+
+def test_a_bundle_of_the_old_format_is_refused(redis_server: RedisServer) -> None:
+    store = BundleStore.from_url(redis_server.url)
+    good = from_directory(GENERATED)
+    store.write(Bundle(good.version, dict(good.manifest, format=1), good.files))
+    with pytest.raises(PolicyError, match="bundle format 1"):
+        store.activate(good.version)

@@ -222,3 +222,44 @@ def test_has_all_requires_every_named_post(tmp_path: Path) -> None:
     (schemes / "torbay.yaml").write_text(bad)
     with pytest.raises(CompileError, match="unknown role 'wizard'"):
         _compiler.compile_all(schemes, SOURCES)
+
+
+def test_the_compiler_checks_its_own_table_and_reports_a_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table that fails the rules.json schema is never written: a CompileError naming
+    the scheme, not a file a replica would refuse later."""
+    from jsonschema import Draft202012Validator
+
+    schemes = _scratch(tmp_path, (SCHEMES / "kirklees.yaml").read_text(), name="kirklees")
+    assert set(_compiler.compile_all(schemes, SOURCES)) == {
+        "kirklees/rules.json",
+        "kirklees/policy.csv",
+        "model.conf",
+        "manifest.json",
+    }
+    strict = Draft202012Validator({"properties": {"edges": {"maxItems": 0}}})
+    monkeypatch.setattr(_compiler, "_RULES_VALIDATOR", strict)
+    with pytest.raises(CompileError) as info:
+        _compiler.compile_all(schemes, SOURCES)
+    (problem,) = info.value.problems
+    assert problem.file == "policies/schemes/kirklees.yaml"
+    assert "compiler fault: kirklees/rules.json fails its schema at /edges" in problem.message
+
+
+def test_the_table_holds_lines_in_priority_order_with_parsed_terms() -> None:
+    import json
+
+    table = json.loads((GENERATED / "torbay" / "rules.json").read_text())
+    epo = next(d for d in table["decisions"] if d["id"] == "apply_epo")
+    assert [ln["priority"] for ln in epo["lines"]] == sorted(ln["priority"] for ln in epo["lines"])
+    tm = next(ln for ln in epo["lines"] if ln["rule"] == "6.7-tm-exceptional")
+    assert tm["condition"] == {
+        "text": "exceptional_circumstances==true",
+        "terms": [{"fact": "exceptional_circumstances", "op": "==", "value": True}],
+    }
+    assert table["roles"]["team_manager"]["inherited_by"] == [
+        "assistant_director",
+        "director",
+        "head_of_service",
+    ]

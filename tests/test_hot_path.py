@@ -35,10 +35,10 @@ def test_a_catalogue_id_outside_the_name_pattern_is_refused_at_load() -> None:
     # the engine checks request names against the catalogue first, so every catalogue id
     # must itself be a valid name
     files, manifest = _files()
-    index = json.loads(files["kirklees/index.json"])
-    role = next(iter(index["roles"]))
-    index["roles"][f"{role}\n"] = index["roles"][role]
-    files["kirklees/index.json"] = json.dumps(index).encode()
+    table = json.loads(files["kirklees/rules.json"])
+    role = next(iter(table["roles"]))
+    table["roles"][f"{role}\n"] = table["roles"][role]
+    files["kirklees/rules.json"] = json.dumps(table).encode()
     with pytest.raises(PolicyError, match="not a valid name"):
         load_files(files, manifest)
     files, manifest = _files()

@@ -1,11 +1,15 @@
-"""Policy bundles: the compiled policy of every council, each council's role hierarchy,
-and a manifest, stored in Redis under their version with an atomically moved pointer.
+"""Policy bundles: the compiled policy of every council and a manifest, stored in Redis
+under their version with an atomically moved pointer.
+
+A bundle holds each council's rule table (``<council>/rules.json``, with its role closure
+as the compiler computed it), its Casbin export (``<council>/policy.csv``), the shared
+``model.conf`` and the compiled ``manifest.json``. A replica builds its PolicySet from the
+tables with the one loader; nothing recomputes the closure (the loader checks it).
 
 Redis layout (``prefix`` defaults to ``remit``)::
 
     {prefix}:bundle:{version}:manifest   JSON manifest (bytes)
     {prefix}:bundle:{version}:files      HASH  relative path -> file bytes
-    {prefix}:bundle:{version}:hierarchy  HASH  council -> JSON role closure (shared cache)
     {prefix}:bundle:{version}:signature  Ed25519 signature of the manifest bytes (optional)
     {prefix}:active                      the version in force (moved with one SET)
     {prefix}:history                     LIST of published versions, newest first (bounded)
@@ -34,6 +38,9 @@ from remit.model.policy import PolicySet, load_files
 
 DEFAULT_PREFIX = "remit"
 DEFAULT_KEEP = 10
+BUNDLE_FORMAT = 2  # 2: rule tables; 1 (before): index.json and a separate closure hash
+# written by bundles of format 1; still deleted with its bundle so pruning leaves nothing
+_LEGACY_HIERARCHY = "hierarchy"
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,6 @@ class Bundle:
     version: str
     manifest: dict[str, Any]
     files: dict[str, bytes]
-    hierarchy: dict[str, bytes]  # council -> JSON {role: [roles that inherit it]}
 
 
 def _sha(data: bytes) -> str:
@@ -51,26 +57,6 @@ def _sha(data: bytes) -> str:
 def files_version(file_hashes: Mapping[str, str]) -> str:
     """The version of a set of compiled files: the compiler's hash of hashes."""
     return _sha(json.dumps(dict(file_hashes), sort_keys=True).encode())[:16]
-
-
-def hierarchy_of(policies: PolicySet) -> dict[str, bytes]:
-    """Each council's transitive role closure: role -> every role that inherits it.
-
-    Closures are per council; management-area limits are carried by the rules
-    themselves (a rule names its areas), so one closure serves every area.
-    """
-    out: dict[str, bytes] = {}
-    for council, policy in sorted(policies.councils.items()):
-        closure = {
-            rid: {
-                "inherited_by": sorted(role.seniors),
-                "all_areas": role.all_areas,
-                "independent": role.independent,
-            }
-            for rid, role in sorted(policy.roles.items())
-        }
-        out[council] = json.dumps(closure, sort_keys=True, separators=(",", ":")).encode()
-    return out
 
 
 def from_directory(directory: Path, created: float | None = None) -> Bundle:
@@ -83,21 +69,24 @@ def from_directory(directory: Path, created: float | None = None) -> Bundle:
     files["manifest.json"] = (directory / "manifest.json").read_bytes()
     hashes = {rel: _sha(data) for rel, data in sorted(files.items())}
     policies = build(files, compiled)
-    hierarchy = hierarchy_of(policies)
     manifest = {
-        "format": 1,
+        "format": BUNDLE_FORMAT,
         "version": policies.version,
         "created": created if created is not None else time.time(),
         "files": hashes,
-        "hierarchy": {c: _sha(b) for c, b in hierarchy.items()},
         "sources": compiled.get("sources", {}),
         "councils": compiled["councils"],
     }
-    return Bundle(policies.version, manifest, files, hierarchy)
+    return Bundle(policies.version, manifest, files)
 
 
 def verify(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str, Any]:
-    """Check every hash; return the compiled manifest inside the bundle."""
+    """Check the format and every hash; return the compiled manifest inside the bundle."""
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise PolicyError(
+            f"bundle format {manifest.get('format')!r}; this remit reads format {BUNDLE_FORMAT}"
+            " (rule tables): publish it again with this remit"
+        )
     listed = manifest.get("files")
     if not isinstance(listed, dict) or set(listed) != set(files):
         raise PolicyError("bundle files do not match its manifest")
@@ -152,19 +141,21 @@ class BundleStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(
             self.key("bundle", v, "files"),
-            self.key("bundle", v, "hierarchy"),
+            self.key("bundle", v, _LEGACY_HIERARCHY),
             self.key("bundle", v, "signature"),
         )
         if signer is not None:
             pipe.set(self.key("bundle", v, "signature"), signer.sign(manifest_bytes))
         pipe.hset(self.key("bundle", v, "files"), mapping=dict(bundle.files))  # type: ignore[arg-type]
-        pipe.hset(self.key("bundle", v, "hierarchy"), mapping=dict(bundle.hierarchy))  # type: ignore[arg-type]
         pipe.set(self.key("bundle", v, "manifest"), manifest_bytes)
         pipe.execute()
 
     def activate(self, version: str, verifier: Verifier | None = None) -> None:
-        """Move the pointer (one SET) and announce it. The bundle must verify first."""
-        self.fetch(version, verifier)  # refuses a missing or corrupt bundle before it goes live
+        """Move the pointer (one SET) and announce it. The bundle must verify and load first,
+        so a missing, corrupt or unloadable bundle (e.g. a rollback to one an older remit
+        wrote) never goes live."""
+        bundle, compiled = self.fetch(version, verifier)
+        build(bundle.files, compiled)
         self.r.set(self.key("active"), version)
         self.r.publish(self.channel, version)
 
@@ -187,7 +178,7 @@ class BundleStore:
         for v in dropped:
             self.r.delete(
                 self.key("bundle", v, "files"),
-                self.key("bundle", v, "hierarchy"),
+                self.key("bundle", v, _LEGACY_HIERARCHY),
                 self.key("bundle", v, "manifest"),
                 self.key("bundle", v, "signature"),
             )
@@ -218,14 +209,4 @@ class BundleStore:
         raw_files: dict[bytes, bytes] = self.r.hgetall(self.key("bundle", version, "files"))  # type: ignore[assignment]
         files = {k.decode(): v for k, v in raw_files.items()}
         compiled = verify(manifest, files)
-        raw_h: dict[bytes, bytes] = self.r.hgetall(self.key("bundle", version, "hierarchy"))  # type: ignore[assignment]
-        hierarchy = {k.decode(): v for k, v in raw_h.items()}
-        for council, data in hierarchy.items():
-            if manifest.get("hierarchy", {}).get(council) != _sha(data):
-                raise PolicyError(f"bundle {version}: hierarchy of {council} does not verify")
-        return Bundle(version, manifest, files, hierarchy), compiled
-
-    def share_hierarchy(self, version: str, hierarchy: Mapping[str, bytes]) -> None:
-        """Cache closures a replica computed, for replicas that come after (HSETNX)."""
-        for council, data in hierarchy.items():
-            self.r.hsetnx(self.key("bundle", version, "hierarchy"), council, data)
+        return Bundle(version, manifest, files), compiled

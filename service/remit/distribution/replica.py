@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from remit.config import Config
-from remit.distribution.bundle import BundleStore, build, hierarchy_of
+from remit.distribution.bundle import BundleStore, build
 from remit.distribution.holder import PolicyHolder
 from remit.distribution.signing import Verifier
 from remit.distribution.source import Background, SourceStatus, StatusBoard
@@ -82,16 +82,10 @@ class RedisSource:
         return load_dir(local_dir), "local", "connected", "no active bundle in Redis"
 
     def _load(self, version: str) -> PolicySet:
-        """Fetch, verify and build one version (off the request path)."""
+        """Fetch, verify and build one version (off the request path). The role closure
+        comes with each council's rule table; the loader checks it, nothing recomputes it."""
         bundle, compiled = self._store.fetch(version, self._verifier)
-        policies = build(bundle.files, compiled)
-        computed = hierarchy_of(policies)
-        if bundle.hierarchy:
-            if bundle.hierarchy != computed:
-                raise PolicyError(f"bundle {version}: role hierarchy does not match its policy")
-        else:
-            self._store.share_hierarchy(version, computed)
-        return policies
+        return build(bundle.files, compiled)
 
     # -- PolicySource ----------------------------------------------------------------
     def start(self) -> None:
