@@ -9,7 +9,6 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,38 +25,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.ports import free_port, free_ports
+
 REMIT = [sys.executable, "-m", "remit.cli"]
 # settings that would change what these tests see, if the developer's shell has them
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("REMIT_", "OTEL_"))}
 # what each server process logs once it answers (serve_forever); workers log it each
 SERVING_LOG = re.compile(r"remit serving policy .*, pid (\d+)$", re.MULTILINE)
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports (worker i of --workers binds port + i)."""
-    for _ in range(50):
-        first = free_port()
-        held: list[socket.socket] = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-        return first
-    raise AssertionError(f"no {count} consecutive free ports")
 
 
 class Server:
@@ -432,7 +408,7 @@ def test_redis_unreachable_then_back_health_and_metrics_say_so(tmp_path: Path) -
     a corrupt bundle -> refused, counted, last good kept."""
     from remit.distribution.bundle import BundleStore, from_directory
 
-    from tests.redis_server import RedisServer
+    from tests.support.redis_server import RedisServer
 
     redis_port = free_port()
     s = Server({"REMIT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"})
@@ -620,11 +596,13 @@ def test_tracing_off_by_default_and_console_spans_carry_no_personal_data() -> No
 def test_span_attributes_are_a_fixed_list_without_personal_data() -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from remit import config as _config
-    from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+    from remit.audit.log import AuditLog, Pseudonymiser
     from remit.distribution.holder import PolicyHolder
     from remit.model.policy import load_dir
     from remit.server import tracing as _tracing
     from remit.server.serve import Deps, create_server
+
+    from tests.support.sinks import MemorySink
 
     exporter = InMemorySpanExporter()
     tracing = _tracing.setup(_config.load(environ={}), exporter=exporter)
@@ -679,10 +657,12 @@ def test_span_attributes_are_a_fixed_list_without_personal_data() -> None:
 
 
 def test_health_is_not_serving_until_told() -> None:
-    from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+    from remit.audit.log import AuditLog, Pseudonymiser
     from remit.distribution.holder import PolicyHolder
     from remit.model.policy import load_dir
     from remit.server.serve import Deps, RemitHealth, create_server
+
+    from tests.support.sinks import MemorySink
 
     holder = PolicyHolder(load_dir(ROOT / "policies" / "generated"))
     deps = Deps(

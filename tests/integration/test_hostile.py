@@ -20,8 +20,8 @@ from remit.model.policy import PolicySet
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
-from tests.conftest import ROOT
-from tests.redis_server import free_port
+from tests.support import ROOT
+from tests.support.ports import free_port
 
 EXAMPLES = 10_000
 REFUSALS = {

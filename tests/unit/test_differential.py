@@ -11,14 +11,15 @@ from remit.model.conditions import FactValue
 from remit.model.errors import RequestError
 from remit.model.policy import CouncilPolicy, PolicySet
 from remit.model.request import Actor, Grant, Request
-from remit.tools.boundaries import contexts
 from remit.tools.reference import ReferenceEvaluator
+
+from tests.support.boundaries import contexts
 
 
 def _councils() -> list[str]:
     from remit.model.policy import load_dir
 
-    from tests.conftest import GENERATED
+    from tests.support import GENERATED
 
     return sorted(load_dir(GENERATED).councils)
 
