@@ -113,6 +113,7 @@ def test_every_file_the_dockerfile_copies_exists() -> None:
     assert ".venv" in ignored and ".git" in ignored
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the image is Linux")
 def test_entrypoint_serves_from_a_clean_venv_built_the_same_way(tmp_path: Path) -> None:
     build, final = stages()[0], stages()[-1]

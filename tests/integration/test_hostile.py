@@ -174,6 +174,7 @@ def _rss_mb(pid: int) -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+@pytest.mark.slow
 def test_generated_hostile_requests(policies: PolicySet, served: Served) -> None:
     stub = served.stub
     seen = {"allow": 0, "deny": 0, "refused": 0}

@@ -78,6 +78,7 @@ def _browse(tmp_path: Path, url: str, *mode: str) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.slow
 def test_matrix_renders_in_headless_chromium(
     policies: PolicySet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -138,6 +138,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[RedisServer, BundleStore, list[int
         server.stop()
 
 
+@pytest.mark.slow
 def test_publish_under_load_converges_without_failures(
     cluster: tuple[RedisServer, BundleStore, list[int]], tmp_path: Path
 ) -> None:

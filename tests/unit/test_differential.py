@@ -24,6 +24,7 @@ def _councils() -> list[str]:
     return sorted(load_dir(GENERATED).councils)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("council", _councils())
 def test_fast_path_agrees_with_casbin(policies: PolicySet, council: str) -> None:
     policy = policies.councils[council]
@@ -85,6 +86,7 @@ def _actors(policy: CouncilPolicy, k: int, i: int, role: str) -> list[tuple[Acto
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("council", _councils())
 def test_whole_requests_agree_with_casbin(policies: PolicySet, council: str) -> None:
     """decide() on whole requests (validation, area settling, acting_for, grants, several

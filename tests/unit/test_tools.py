@@ -302,6 +302,7 @@ def test_diff_authority_gained_lowered_ceiling_and_prohibition(
     assert "- **Prohibition added**: Team Manager may not decide (2.5" in out
 
 
+@pytest.mark.slow
 def test_diff_git_revisions_and_bundles(capsys: pytest.CaptureFixture[str]) -> None:
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
