@@ -54,6 +54,7 @@ class Server:
             CLEAN_ENV,
             REMIT_ADDRESS=self.address,
             REMIT_METRICS_ADDRESS=f"127.0.0.1:{self.metrics_port}",
+            PYTHONFAULTHANDLER="1",
             **(extra_env or {}),
         )
         # a file, not a pipe: the decision log is large and only read at the end
@@ -126,10 +127,20 @@ class Server:
             return self._out.read(), "".join(self._err)
 
     def stop(self, timeout: float = 30) -> tuple[int, str, str]:
-        """SIGTERM, then wait for the exit and for stderr to close (all output read)."""
+        """SIGTERM, then wait for the exit and for stderr to close (all output read). A server
+        still running after ``timeout`` is aborted and the test fails with every thread's
+        stack (PYTHONFAULTHANDLER), so a hang says where it hung."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=timeout)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(timeout=10)
+            self._reader.join(10)
+            raise AssertionError(
+                f"no exit {timeout} s after SIGTERM: {self.output()[1][-6000:]}"
+            ) from None
         self._reader.join(timeout)
         out, err = self.output()
         return self.proc.returncode, out, err
