@@ -2,7 +2,7 @@
 #   docker build -t remit .
 #   docker run -p 50051:50051 -p 9464:9464 remit
 # Settings are REMIT_* / OTEL_* environment variables (README "Deploy").
-# tests/test_container.py checks every COPY source exists and runs the entrypoint in a
+# tests/integration/test_container.py checks every COPY source exists and runs the entrypoint in a
 # virtualenv built by the same RUN line.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 

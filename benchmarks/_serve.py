@@ -40,7 +40,9 @@ OPTIONS = [("grpc.max_receive_message_length", 64 * 1024), ("grpc.so_reuseport",
 
 def _null_log() -> Any:
     """The decision log switched off: no entry is built or written."""
-    from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+    from remit.audit.log import AuditLog, Pseudonymiser
+
+    from tests.support.sinks import MemorySink
 
     class NullLog(AuditLog):
         def write_decision(self, *args: Any, **kwargs: Any) -> None:

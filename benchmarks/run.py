@@ -49,11 +49,11 @@ from remit.model.policy import PolicySet, load_dir
 from remit.model.request import Actor, Request
 from remit.server.interceptors.validation import check_message
 from remit.server.servicers import authorise
-from remit.tools.boundaries import contexts
 from remit.tools.reference import ReferenceEvaluator
 from remit.v1 import remit_pb2 as pb
 
 from benchmarks._synthetic import real_councils, write_councils
+from tests.support.boundaries import contexts
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "policies" / "generated"

@@ -1,19 +1,27 @@
-"""Shared fixtures: the compiled policy, and a real gRPC server on a free loopback port."""
+"""Fixtures shared by tests/unit and tests/integration: the compiled policy, an in-memory
+decision log, and a real gRPC server on a free loopback port (started on first use).
+
+Layout: ``tests/unit`` is pure Python (compiler, conditions, due dates, policy suites,
+differential, adapters' mapping, tools, hot path); ``tests/integration`` starts something
+(a gRPC server, a subprocess, Redis, Chromium, the CLI as a process); ``tests/support`` holds
+the helpers both use. ``ROOT`` and ``GENERATED`` are re-exported here for older imports.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
-from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+from remit.audit.log import AuditLog, Pseudonymiser
 from remit.distribution.holder import PolicyHolder
 from remit.model.policy import PolicySet, load_dir
 from remit.server.serve import Deps, create_server
 
-ROOT = Path(__file__).resolve().parent.parent
-GENERATED = ROOT / "policies" / "generated"
+from tests.support import GENERATED, ROOT
+from tests.support.sinks import MemorySink
+
+__all__ = ["GENERATED", "ROOT"]
 
 
 @pytest.fixture(scope="session")

@@ -332,29 +332,6 @@ class AuditLog:
         self.sink.close()
 
 
-class MemorySink:
-    """Keeps chained lines in memory (tests)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def last(self) -> tuple[int, str]:
-        if not self.lines:
-            return 0, GENESIS
-        e = json.loads(self.lines[-1])
-        return int(e["seq"]), str(e["hash"])
-
-    def append(self, line: str) -> None:
-        self.lines.append(line)
-
-    def close(self) -> None:
-        pass
-
-    @property
-    def entries(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.lines]
-
-
 def parse_lines(texts: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     """(line number, parsed entry or None, raw text) for each logged line."""
     for n, text in enumerate(texts, 1):

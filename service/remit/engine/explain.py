@@ -1,6 +1,6 @@
 """Explanations, read from the trace of :func:`remit.engine.trace.walk`.
 
-The invariants every deny holds (``tests/test_explanations.py`` checks them over every
+The invariants every deny holds (``tests/unit/test_explanations.py`` checks them over every
 council's boundary corpus, and the regression cases of issue 13 by name):
 
 1. **The nearest rule.** A default deny explains the actor's nearest rule: among the

@@ -38,8 +38,8 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 def _context_fields() -> dict[FactType, tuple[str, ...]]:
     """The well-known facts by type, each carried by the ``Context`` field of its own name
-    (one list: :data:`remit.model.facts.WELL_KNOWN`; ``tests/test_grpc_api.py`` checks that
-    every such fact has its field and every fact field its fact)."""
+    (one list: :data:`remit.model.facts.WELL_KNOWN`; ``tests/integration/test_grpc_api.py``
+    checks that every such fact has its field and every fact field its fact)."""
     out: dict[FactType, list[str]] = {}
     fields = pb.Context.DESCRIPTOR.fields_by_name
     for fid, spec in WELL_KNOWN.items():

@@ -24,7 +24,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -216,11 +215,13 @@ def serve_forever(config: Config) -> int:
         from remit.server.workers import supervise
 
         return supervise(config)
-    stop = threading.Event()
+    # The handler only writes the signal number to a pipe the main thread reads: no lock and
+    # no logging in it (an Event.set there deadlocks when the signal lands while the main
+    # thread is inside Event.wait holding the same lock, and the server never stops).
+    stop_read, stop_write = os.pipe()
 
     def _stop(signum: int, _frame: object) -> None:
-        log.info("signal %d: shutting down", signum)
-        stop.set()
+        os.write(stop_write, bytes([signum]))
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -285,8 +286,6 @@ def serve_forever(config: Config) -> int:
     server.start()
     source.start()
     health_servicer.set_all(health_pb2.HealthCheckResponse.SERVING)
-    if config.worker_index >= 0:
-        _watch_parent(stop)
     status = source.status()
     log.info(
         "remit serving policy %s (%s) on %s:%d%s%s, pid %d",
@@ -298,7 +297,8 @@ def serve_forever(config: Config) -> int:
         f", tracing to {config.tracing_exporter}" if tracing else "",
         os.getpid(),
     )
-    stop.wait()
+    signum = os.read(stop_read, 1)[0]  # blocks until SIGTERM/SIGINT (or a worker's lifeline)
+    log.info("signal %d: shutting down", signum)
     health_servicer.enter_graceful_shutdown()  # NOT_SERVING, permanently
     if config.shutdown_drain_seconds:
         log.info("draining %.1fs: NOT_SERVING, still answering", config.shutdown_drain_seconds)
@@ -313,16 +313,3 @@ def serve_forever(config: Config) -> int:
     source.stop()
     log.info("stopped")
     return 0
-
-
-def _watch_parent(stop: threading.Event) -> None:
-    """A pre-forked worker stops itself if its supervisor disappears."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while not stop.wait(1.0):
-            if os.getppid() != parent:
-                log.error("supervisor %d is gone; stopping", parent)
-                stop.set()
-
-    threading.Thread(target=watch, name="remit-parent-watch", daemon=True).start()

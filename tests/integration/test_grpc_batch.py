@@ -11,12 +11,14 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from google.rpc import code_pb2
-from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+from remit.audit.log import AuditLog, Pseudonymiser
 from remit.distribution.holder import PolicyHolder
 from remit.model.policy import PolicySet
 from remit.server.serve import Deps, create_server
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
+
+from tests.support.sinks import MemorySink
 
 TM = pb.Actor(id="tm-0001", roles=["team_manager"])
 

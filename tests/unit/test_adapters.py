@@ -21,7 +21,7 @@ from adapters import MappingFileError, lcs, paris
 from adapters._core import age_on, apply, map_records
 from adapters._normalise import normalise
 from adapters._tables import MAPPINGS_DIR
-from tests._hosts import SCENARIOS, SYSTEMS, records, scenario, when
+from tests.support.hosts import SCENARIOS, SYSTEMS, records, scenario, when
 
 SEED_COUNCILS = {"torbay", "halton", "kirklees", "gloucestershire", "ap_scheme"}
 WHEN = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)

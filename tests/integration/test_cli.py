@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,9 @@ import grpc
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.ports import free_port
+
 REMIT = [sys.executable, "-m", "remit.cli"]
 
 
@@ -91,14 +92,8 @@ def test_compile_reports_errors_with_exit_3(tmp_path: Path) -> None:
     assert "policies/schemes/x.yaml:1:" in out.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_subprocess_answers_and_stops_on_sigterm() -> None:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, REMIT_ADDRESS=f"127.0.0.1:{port}")
     proc = subprocess.Popen(
         [*REMIT, "serve"],

@@ -18,8 +18,8 @@ from remit.tools import suites
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
-from tests._hosts import HOSTS, hosted_pb, record_files, scenario
-from tests.grpc_errors import bad_request
+from tests.support.grpc_errors import bad_request
+from tests.support.hosts import HOSTS, hosted_pb, record_files, scenario
 
 AT = "2025-08-22T14:00:00+00:00"
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import grpc
 import pytest
-from remit.audit.log import MemorySink
 from remit.model.policy import PolicySet
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
-from tests._hosts import (
+from tests.support import ROOT
+from tests.support.grpc_errors import bad_request
+from tests.support.hosts import (
     SCENARIOS,
     SYSTEMS,
     canonical_pb,
@@ -27,9 +28,7 @@ from tests._hosts import (
     records,
     scenario,
 )
-from tests.grpc_errors import bad_request
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.sinks import MemorySink
 
 
 def _stub(channel: grpc.Channel) -> pb_grpc.AuthorisationServiceStub:

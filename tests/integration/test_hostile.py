@@ -20,8 +20,8 @@ from remit.model.policy import PolicySet
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
-from tests.conftest import ROOT
-from tests.redis_server import free_port
+from tests.support import ROOT
+from tests.support.ports import free_port
 
 EXAMPLES = 10_000
 REFUSALS = {
@@ -175,6 +175,7 @@ def _rss_mb(pid: int) -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+@pytest.mark.slow
 def test_generated_hostile_requests(policies: PolicySet, served: Served) -> None:
     stub = served.stub
     seen = {"allow": 0, "deny": 0, "refused": 0}

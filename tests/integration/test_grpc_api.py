@@ -7,11 +7,11 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from remit.audit.log import MemorySink
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
-from tests.grpc_errors import bad_request
+from tests.support.grpc_errors import bad_request
+from tests.support.sinks import MemorySink
 
 
 def _authorise(channel: grpc.Channel, **kwargs: object) -> pb.AuthoriseResponse:

@@ -12,7 +12,7 @@ from remit.model.errors import PolicyError
 from remit.model.policy import PolicySet, load_files
 from remit.model.words import describe
 
-from tests.conftest import GENERATED
+from tests.support import GENERATED
 
 
 def _files() -> tuple[dict[str, bytes], dict[str, object]]:

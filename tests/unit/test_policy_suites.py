@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from remit.model.policy import PolicySet
 from remit.tools import suites as _testing
 
-TESTS = Path(__file__).resolve().parent.parent / "policies" / "tests"
+from tests.support import ROOT
+
+TESTS = ROOT / "policies" / "tests"
 CASES = list(_testing.iter_cases(TESTS))
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 PACKAGE = ROOT / "service" / "remit"
 
 # the stages in pipeline order; modules of the wire stubs and config are shared ground
@@ -87,7 +88,6 @@ def test_only_the_trace_walks_a_decisions_lines() -> None:
     engine's trace; other modules read a walk's trace (``trace.lines``) (lint and diff, which compare the
     lines of a policy with each other rather than answer a request, are the exceptions)."""
     allowed = {"remit.engine.trace", "remit.tools.lint", "remit.tools.diff"}
-    allowed.add("remit.tools.boundaries")  # a test helper, generating contexts per line
     walkers = []
     for name, path in _modules():
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from remit.compiler import build as _compiler
 from remit.distribution.bundle import Bundle, BundleStore, files_version, from_directory
 from remit.distribution.replica import RedisSource
 from remit.engine.evaluate import decide
@@ -18,8 +17,10 @@ from remit.model.errors import PolicyError
 from remit.model.policy import load_dir
 from remit.model.request import Actor, Request
 
-from tests.conftest import GENERATED, ROOT
-from tests.redis_server import RedisServer, free_port
+from tests.support import GENERATED
+from tests.support.compiled import compile_variant
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -27,23 +28,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()
-
-
-def compile_variant(out: Path, s17_ceiling_pence: int) -> Path:
-    """Compile the real schemes with Torbay's s.17 Team Manager ceiling changed."""
-    schemes = out / "schemes"
-    schemes.mkdir(parents=True)
-    for path in (ROOT / "policies" / "schemes").rglob("*.yaml"):
-        target = schemes / path.relative_to(ROOT / "policies" / "schemes")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(path.read_bytes())
-    torbay = schemes / "torbay.yaml"
-    text = torbay.read_text()
-    assert text.count("{max: 200000}") >= 2
-    torbay.write_text(text.replace("{max: 200000}", f"{{max: {s17_ceiling_pence}}}", 2))
-    files = _compiler.compile_all(schemes, ROOT / "policies" / "sources")
-    _compiler.write(files, out / "generated")
-    return out / "generated"
 
 
 def s17(amount: int) -> Request:

@@ -23,7 +23,6 @@ from remit.audit.log import (
     AuditLog,
     CallInfo,
     FileSink,
-    MemorySink,
     Pseudonymiser,
     RedisStreamSink,
     read_lines,
@@ -41,10 +40,12 @@ from remit.server.servicers import answer
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
-from tests.certs import Authority
-from tests.conftest import GENERATED, ROOT
-from tests.redis_server import RedisServer, free_port
-from tests.test_bundles import compile_variant
+from tests.support import GENERATED, ROOT
+from tests.support.certs import Authority
+from tests.support.compiled import compile_variant
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.sinks import MemorySink
 
 REMIT = [sys.executable, "-m", "remit.cli"]
 
@@ -533,22 +534,25 @@ def test_replicas_refuse_unsigned_and_wrongly_signed_bundles(tmp_path: Path) -> 
         try:
             assert source.status().origin == "redis"
             assert source.holder.current().version == good.version
+            # compiled before publishing: each wait is the replica's time, not the compiler's
             unsigned = from_directory(compile_variant(tmp_path / "u", 250000))
+            wrong = from_directory(compile_variant(tmp_path / "w", 240000))
+            signed = from_directory(compile_variant(tmp_path / "s", 230000))
             store.publish(unsigned)
             deadline = time.monotonic() + 3
             while source.status().refused < 1:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
-            wrong = from_directory(compile_variant(tmp_path / "w", 240000))
             store.publish(wrong, signer=Signer(other_private))
+            deadline = time.monotonic() + 3
             while source.status().refused < 2:
-                assert time.monotonic() < deadline + 3
+                assert time.monotonic() < deadline
                 time.sleep(0.01)
             assert source.holder.current().version == good.version
-            signed = from_directory(compile_variant(tmp_path / "s", 230000))
             store.publish(signed, signer=Signer(private))
+            deadline = time.monotonic() + 3
             while source.holder.current().version != signed.version:
-                assert time.monotonic() < deadline + 6
+                assert time.monotonic() < deadline
                 time.sleep(0.01)
         finally:
             source.stop()

@@ -26,9 +26,10 @@ from remit.tools.reference import ReferenceEvaluator
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
-from tests.conftest import GENERATED, ROOT
-from tests.redis_server import RedisServer, free_port
-from tests.test_bundles import compile_variant
+from tests.support import GENERATED, ROOT
+from tests.support.compiled import compile_variant
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 
 REQUEST = pb.AuthoriseRequest(
     council="torbay",
@@ -136,6 +137,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[RedisServer, BundleStore, list[int
         server.stop()
 
 
+@pytest.mark.slow
 def test_publish_under_load_converges_without_failures(
     cluster: tuple[RedisServer, BundleStore, list[int]], tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from remit import config as _config
-from remit.audit.log import AuditLog, CallInfo, MemorySink, Pseudonymiser, build_entry, to_dict
+from remit.audit.log import AuditLog, CallInfo, Pseudonymiser, build_entry, to_dict
 from remit.audit.log import to_entry as parse_entry
 from remit.distribution.holder import PolicyHolder
 from remit.distribution.source import SourceStatus
@@ -27,6 +27,8 @@ from remit.server.serve import Deps, create_server
 from remit.server.servicers import answer
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
+
+from tests.support.sinks import MemorySink
 
 DECISION_SPAN = "remit.decision"
 SERVICE = "remit.v1.AuthorisationService"

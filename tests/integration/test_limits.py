@@ -10,13 +10,15 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+from remit.audit.log import AuditLog, Pseudonymiser
 from remit.distribution.holder import PolicyHolder
 from remit.model.policy import PolicySet
 from remit.server.limits import StreamSlots
 from remit.server.serve import Deps, create_server
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
+
+from tests.support.sinks import MemorySink
 
 THREADS = 8  # so 4 stream slots, 2 per caller
 

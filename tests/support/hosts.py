@@ -12,7 +12,9 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from remit.model.policy import PolicySet
 from remit.v1 import remit_pb2 as pb
 
-HOSTS = Path(__file__).resolve().parent / "fixtures" / "hosts"
+from tests.support import ROOT
+
+HOSTS = ROOT / "tests" / "fixtures" / "hosts"
 SCENARIOS = sorted(HOSTS.glob("*/*/scenario.json"))
 SYSTEMS = ("lcs", "paris")
 

@@ -3,19 +3,21 @@ move, health with detail, SIGTERM under load, invalid settings, --workers, traci
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import select
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -23,57 +25,93 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.ports import free_port, free_ports
+
 REMIT = [sys.executable, "-m", "remit.cli"]
 # settings that would change what these tests see, if the developer's shell has them
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("REMIT_", "OTEL_"))}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# what each server process logs once it answers (serve_forever); workers log it each
+SERVING_LOG = re.compile(r"remit serving policy .*, pid (\d+)$", re.MULTILINE)
+T = TypeVar("T")
 
 
 class Server:
-    def __init__(self, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+    """``remit serve`` as a subprocess. Stdout (the decision log) goes to a file; stderr is
+    read line by line by a thread, so a test waits on what the server says it has done
+    (``wait_stderr``) instead of sleeping, and a full pipe never blocks the server."""
+
+    def __init__(
+        self,
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        metrics_ports: int = 1,
+    ):
         self.port = free_port()
-        self.metrics_port = free_port()
+        self.metrics_port = free_ports(metrics_ports)
         self.address = f"127.0.0.1:{self.port}"
         env = dict(
             CLEAN_ENV,
             REMIT_ADDRESS=self.address,
             REMIT_METRICS_ADDRESS=f"127.0.0.1:{self.metrics_port}",
+            PYTHONFAULTHANDLER="1",
             **(extra_env or {}),
         )
-        # files, not pipes: an unread pipe fills up and blocks the decision log's writes
+        # a file, not a pipe: the decision log is large and only read at the end
         self._out = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by kill/stop)
-        self._err = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [*REMIT, "serve", *args],
             cwd=ROOT,
             env=env,
             stdout=self._out,
-            stderr=self._err,
+            stderr=subprocess.PIPE,
             text=True,
         )
+        self._err: list[str] = []
+        self._err_closed = False
+        self._err_changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
 
-    def wait_serving(self, timeout: float = 30) -> None:
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._err_changed:
+                self._err.append(line)
+                self._err_changed.notify_all()
+        with self._err_changed:
+            self._err_closed = True  # every process holding the pipe (workers too) has exited
+            self._err_changed.notify_all()
+
+    def wait_stderr(self, found: Callable[[str], T | None], timeout: float = 60) -> T:
+        """Block until ``found(stderr so far)`` is truthy and return it; fail if the process
+        closes stderr first or the timeout passes."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.output()[1]
-            try:
-                if self.health() == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server did not report SERVING in time")
+        with self._err_changed:
+            while True:
+                text = "".join(self._err)
+                got = found(text)
+                if got:
+                    return got
+                assert not self._err_closed, f"the server exited first: {text[-3000:]}"
+                left = deadline - time.monotonic()
+                assert left > 0, f"timed out waiting; the server said: {text[-3000:]}"
+                self._err_changed.wait(left)
+
+    def wait_serving(self, workers: int = 1, timeout: float = 60) -> list[int]:
+        """Wait until ``workers`` processes have logged that they serve (each logs it once its
+        port is open and health is SERVING); their pids."""
+        pids = self.wait_stderr(
+            lambda err: (found := SERVING_LOG.findall(err)) and len(found) >= workers and found,
+            timeout,
+        )
+        assert self.health() == health_pb2.HealthCheckResponse.SERVING
+        return [int(p) for p in pids]
 
     def health(self, service: str = "") -> int:
         with grpc.insecure_channel(self.address) as ch:
             resp = health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=2
+                health_pb2.HealthCheckRequest(service=service), timeout=5
             )
         return int(resp.status)
 
@@ -84,16 +122,26 @@ class Server:
         return text
 
     def output(self) -> tuple[str, str]:
-        texts = []
-        for f in (self._out, self._err):
-            f.seek(0)
-            texts.append(f.read())
-        return texts[0], texts[1]
+        self._out.seek(0)
+        with self._err_changed:
+            return self._out.read(), "".join(self._err)
 
     def stop(self, timeout: float = 30) -> tuple[int, str, str]:
+        """SIGTERM, then wait for the exit and for stderr to close (all output read). A server
+        still running after ``timeout`` is aborted and the test fails with every thread's
+        stack (PYTHONFAULTHANDLER), so a hang says where it hung."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=timeout)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(timeout=10)
+            self._reader.join(10)
+            raise AssertionError(
+                f"no exit {timeout} s after SIGTERM: {self.output()[1][-6000:]}"
+            ) from None
+        self._reader.join(timeout)
         out, err = self.output()
         return self.proc.returncode, out, err
 
@@ -371,7 +419,7 @@ def test_redis_unreachable_then_back_health_and_metrics_say_so(tmp_path: Path) -
     a corrupt bundle -> refused, counted, last good kept."""
     from remit.distribution.bundle import BundleStore, from_directory
 
-    from tests.redis_server import RedisServer
+    from tests.support.redis_server import RedisServer
 
     redis_port = free_port()
     s = Server({"REMIT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"})
@@ -441,12 +489,18 @@ def test_config_precedence_file_env_flag(tmp_path: Path) -> None:
         _config.load(environ={"REMIT_ADDRESS": "127.0.0.1:0", "REMIT_WORKERS": "2"})
 
 
+SUPERVISING_LOG = re.compile(r"supervising 2 workers on \S+: pids (\d+) (\d+)$", re.MULTILINE)
+
+
 def test_workers_serve_from_two_pids() -> None:
-    s = Server({"REMIT_WORKERS": "2"})
+    s = Server({"REMIT_WORKERS": "2"}, metrics_ports=2)
     try:
-        s.wait_serving()
+        spawned = s.wait_stderr(SUPERVISING_LOG.search).groups()
+        # both workers have opened the shared port and report SERVING: no race with start-up
+        serving = s.wait_serving(workers=2)
+        assert sorted(serving) == sorted(int(p) for p in spawned)
         pids: set[str] = set()
-        for _ in range(80):  # bounded: new connections until both workers have answered
+        for _ in range(200):  # bounded: new connections until both workers have answered
             with grpc.insecure_channel(
                 s.address, options=[("grpc.use_local_subchannel_pool", 1)]
             ) as ch:
@@ -458,7 +512,7 @@ def test_workers_serve_from_two_pids() -> None:
                 assert resp.effect == pb.EFFECT_ALLOW
             if len(pids) >= 2:
                 break
-        assert len(pids) == 2, pids
+        assert pids == set(spawned), pids
         for pid in pids:  # both are workers of the supervisor we started
             stat = Path(f"/proc/{pid}/stat").read_text()
             assert int(stat.rsplit(")", 1)[1].split()[1]) == s.proc.pid
@@ -479,6 +533,55 @@ def test_workers_serve_from_two_pids() -> None:
         assert not Path(f"/proc/{pid}").exists()
 
 
+def _wait_exit(pids: list[int], pidfds: list[int], timeout: float) -> list[int]:
+    """Wait (on the kernel's word: a pidfd is readable once its process has exited) until
+    every process has exited or the timeout passes; the pids still running."""
+    poller = select.poll()
+    running = dict(zip(pidfds, pids, strict=True))
+    for fd in pidfds:
+        poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout
+    while running and (left := deadline - time.monotonic()) > 0:
+        for fd, _ in poller.poll(left * 1000):
+            poller.unregister(fd)
+            running.pop(fd)
+    return sorted(running.values())
+
+
+@pytest.mark.parametrize("moment", ["starting", "serving"])
+def test_no_worker_outlives_a_killed_supervisor(moment: str, tmp_path: Path) -> None:
+    """SIGKILL the supervisor (no handler runs, nothing is forwarded): every worker exits by
+    itself. "starting": each worker is held inside start-up, blocked reading a policy
+    manifest that is a FIFO nobody writes, so the kill lands before it could have served
+    or noted its parent; "serving": after both serve."""
+    env = {"REMIT_WORKERS": "2"}
+    if moment == "starting":
+        os.mkfifo(tmp_path / "manifest.json")
+        env["REMIT_POLICY_DIR"] = str(tmp_path)
+    s = Server(env, metrics_ports=2)
+    pids: list[int] = []
+    pidfds: list[int] = []
+    try:
+        pids = [int(p) for p in s.wait_stderr(SUPERVISING_LOG.search).groups()]
+        pidfds = [os.pidfd_open(pid) for pid in pids]  # before the kill: no pid reuse race
+        if moment == "serving":
+            s.wait_serving(workers=2)
+        s.proc.kill()
+        s.proc.wait(timeout=10)
+        # a serving worker drains (0 s here) and lets calls finish within grace (10 s)
+        still_running = _wait_exit(pids, pidfds, timeout=30)
+        assert still_running == [], f"workers {still_running} outlived their supervisor"
+        _, err = s.output()
+        if moment == "starting":
+            assert not SERVING_LOG.search(err), err  # they never served
+    finally:
+        for fd in pidfds:  # a failed run leaves no orphan (a pidfd never names a reused pid)
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.close(fd)
+        s.kill()
+
+
 def test_tracing_off_by_default_and_console_spans_carry_no_personal_data() -> None:
     for env, want_spans in (({}, False), ({"OTEL_TRACES_EXPORTER": "console"}, True)):
         s = Server(env)
@@ -486,10 +589,12 @@ def test_tracing_off_by_default_and_console_spans_carry_no_personal_data() -> No
             s.wait_serving()
             with grpc.insecure_channel(s.address) as ch:
                 pb_grpc.AuthorisationServiceStub(ch).Authorise(EPO_ALLOW, timeout=5)
+            # exit and stderr closed: the tracer was shut down (spans flushed) before "stopped"
             rc, out, err = s.stop()
         finally:
             s.kill()
         assert rc == 0, err
+        assert err.rstrip().endswith("stopped"), err[-2000:]
         has_span = '"name": "remit.v1.AuthorisationService/Authorise"' in err
         assert has_span == want_spans, err[-2000:]
         if want_spans:
@@ -502,11 +607,13 @@ def test_tracing_off_by_default_and_console_spans_carry_no_personal_data() -> No
 def test_span_attributes_are_a_fixed_list_without_personal_data() -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from remit import config as _config
-    from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+    from remit.audit.log import AuditLog, Pseudonymiser
     from remit.distribution.holder import PolicyHolder
     from remit.model.policy import load_dir
     from remit.server import tracing as _tracing
     from remit.server.serve import Deps, create_server
+
+    from tests.support.sinks import MemorySink
 
     exporter = InMemorySpanExporter()
     tracing = _tracing.setup(_config.load(environ={}), exporter=exporter)
@@ -565,10 +672,12 @@ def test_span_attributes_are_a_fixed_list_without_personal_data() -> None:
 
 
 def test_health_is_not_serving_until_told() -> None:
-    from remit.audit.log import AuditLog, MemorySink, Pseudonymiser
+    from remit.audit.log import AuditLog, Pseudonymiser
     from remit.distribution.holder import PolicyHolder
     from remit.model.policy import load_dir
     from remit.server.serve import Deps, RemitHealth, create_server
+
+    from tests.support.sinks import MemorySink
 
     holder = PolicyHolder(load_dir(ROOT / "policies" / "generated"))
     deps = Deps(

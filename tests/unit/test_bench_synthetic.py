@@ -10,7 +10,7 @@ from remit.model.policy import PolicySet, load_dir
 from remit.model.request import Actor, Request
 
 from benchmarks._synthetic import bump_version, write_councils
-from tests.conftest import GENERATED
+from tests.support import GENERATED
 
 
 def test_synthetic_councils_are_renamed_copies(tmp_path: Path, policies: PolicySet) -> None:

@@ -9,7 +9,8 @@ import pytest
 from remit.compiler import build as _compiler
 from remit.model.errors import CompileError
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 SCHEMES = ROOT / "policies" / "schemes"
 SOURCES = ROOT / "policies" / "sources"
 GENERATED = ROOT / "policies" / "generated"

@@ -25,7 +25,7 @@ from remit.model.conditions import FactValue
 from remit.model.policy import CouncilPolicy, PolicySet
 
 from tests.conftest import ROOT
-from tests.test_differential import _councils, boundary_corpus, engine_answer
+from tests.unit.test_differential import _councils, boundary_corpus, engine_answer
 
 CASBIN_VERSION = "5.51.1"  # the version scripts/test installs
 PREFIX = ROOT / ".tools"

@@ -11,7 +11,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.ports import free_port
+
 DOCKERFILE = ROOT / "Dockerfile"
 
 
@@ -112,12 +113,7 @@ def test_every_file_the_dockerfile_copies_exists() -> None:
     assert ".venv" in ignored and ".git" in ignored
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the image is Linux")
 def test_entrypoint_serves_from_a_clean_venv_built_the_same_way(tmp_path: Path) -> None:
     build, final = stages()[0], stages()[-1]
@@ -176,7 +172,7 @@ def test_entrypoint_serves_from_a_clean_venv_built_the_same_way(tmp_path: Path) 
         value = value.replace("${PATH}", clean_env.get("PATH", ""))
         value = re.sub(r"(?<![\w.])(/(?:opt|src|srv)\b)", lambda m: moved(m.group(1)), value)
         env[key] = value
-    grpc_port, metrics_port = _free_port(), _free_port()
+    grpc_port, metrics_port = free_port(), free_port()
     assert env["REMIT_ADDRESS"].startswith("0.0.0.0:")
     env["REMIT_ADDRESS"] = f"127.0.0.1:{grpc_port}"
     env["REMIT_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"

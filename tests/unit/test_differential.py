@@ -19,14 +19,15 @@ from remit.model.errors import RequestError
 from remit.model.facts import ACTOR_FACTS
 from remit.model.policy import CouncilPolicy, Decision, PolicySet
 from remit.model.request import Actor, Grant, Request
-from remit.tools.boundaries import contexts
 from remit.tools.reference import ReferenceEvaluator, casbin_requests
+
+from tests.support.boundaries import contexts
 
 
 def _councils() -> list[str]:
     from remit.model.policy import load_dir
 
-    from tests.conftest import GENERATED
+    from tests.support import GENERATED
 
     return sorted(load_dir(GENERATED).councils)
 
@@ -81,6 +82,7 @@ def _wire_request(policy: CouncilPolicy, b: Boundary) -> Request:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("council", _councils())
 def test_fast_path_agrees_with_casbin(policies: PolicySet, council: str) -> None:
     policy = policies.councils[council]
@@ -215,6 +217,7 @@ def _actors(policy: CouncilPolicy, k: int, i: int, role: str) -> list[tuple[Acto
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("council", _councils())
 def test_whole_requests_agree_with_casbin(policies: PolicySet, council: str) -> None:
     """decide() on whole requests (validation, area settling, acting_for, grants, several

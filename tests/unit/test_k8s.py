@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
 from remit import config as _config
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 K8S = ROOT / "deploy" / "k8s"
 
 

@@ -18,8 +18,9 @@ from remit.model.errors import RequestError
 from remit.model.facts import FactType
 from remit.model.policy import CouncilPolicy, Decision, Line, PolicySet
 from remit.model.request import Actor, Request
-from remit.tools.boundaries import contexts
 from remit.tools.suites import build_request
+
+from tests.support.boundaries import contexts
 
 WHEN = datetime(2025, 3, 1, 12, tzinfo=UTC)
 
