@@ -7,7 +7,7 @@ kind passes through unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.rpc import code_pb2
@@ -17,6 +17,7 @@ from remit.server.access import PermissionDenied
 
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]
 StreamBehaviour = Callable[[Iterator[Any], grpc.ServicerContext], Iterator[Any]]
+T = TypeVar("T")
 
 
 def wrap(
@@ -41,6 +42,47 @@ def wrap(
             response_serializer=handler.response_serializer,
         )
     return handler
+
+
+def observed(
+    handler: grpc.RpcMethodHandler[Any, Any] | None,
+    start: Callable[[], T],
+    finish: Callable[[T, grpc.ServicerContext, BaseException | None], None],
+) -> Any:
+    """``handler`` with ``start()`` before the call and ``finish(started, context, raised)``
+    after it, however it ends (``raised``: the exception it ended with, or None), for
+    unary-unary and stream-stream alike: what the metrics, tracing and logging interceptors
+    each need."""
+
+    def unary(inner: Behaviour) -> Behaviour:
+        def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+            started = start()
+            raised: BaseException | None = None
+            try:
+                return inner(request, context)
+            except BaseException as exc:
+                raised = exc
+                raise
+            finally:
+                finish(started, context, raised)
+
+        return behaviour
+
+    def stream(inner: StreamBehaviour) -> StreamBehaviour:
+        def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            started = start()
+            raised: BaseException | None = None
+            try:
+                yield from inner(requests, context)
+            except BaseException as exc:
+                raised = exc
+                raise
+            finally:
+                finish(started, context, raised)
+
+        return behaviour
+
+    return wrap(handler, unary, stream)
 
 
 def aborted(context: grpc.ServicerContext) -> bool:

@@ -5,12 +5,11 @@ decision, unary, batch item or stream item alike (``Metrics.on_decision``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
-from remit.server.interceptors._handlers import Behaviour, StreamBehaviour, status_name, wrap
+from remit.server.interceptors._handlers import observed, status_name
 from remit.server.metrics import Metrics
 
 
@@ -22,34 +21,11 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         method = details.method
         m = self._m
 
-        def unary(inner: Behaviour) -> Behaviour:
-            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-                m.in_flight.inc()
-                raised: BaseException | None = None
-                try:
-                    return inner(request, context)
-                except BaseException as exc:
-                    raised = exc
-                    raise
-                finally:
-                    m.in_flight.dec()
-                    m.count_rpc(method, status_name(context, raised))
+        def start() -> None:
+            m.in_flight.inc()
 
-            return behaviour
+        def finish(_: None, context: grpc.ServicerContext, raised: BaseException | None) -> None:
+            m.in_flight.dec()
+            m.count_rpc(method, status_name(context, raised))
 
-        def stream(inner: StreamBehaviour) -> StreamBehaviour:
-            def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-                m.in_flight.inc()
-                raised: BaseException | None = None
-                try:
-                    yield from inner(requests, context)
-                except BaseException as exc:
-                    raised = exc
-                    raise
-                finally:
-                    m.in_flight.dec()
-                    m.count_rpc(method, status_name(context, raised))
-
-            return behaviour
-
-        return wrap(continuation(details), unary, stream)
+        return observed(continuation(details), start, finish)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
-from remit.server.interceptors._handlers import Behaviour, StreamBehaviour, status_name, wrap
+from remit.server.interceptors._handlers import observed, status_name
 
 log = logging.getLogger("remit.server")
 
@@ -26,7 +25,10 @@ class LoggingInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         method = details.method
 
-        def emit(code: str, started: float) -> None:
+        def finish(
+            started: float, context: grpc.ServicerContext, raised: BaseException | None
+        ) -> None:
+            code = status_name(context, raised)
             log.log(
                 logging.DEBUG if code == "OK" else logging.INFO,
                 "rpc %s %s %.3fms",
@@ -35,29 +37,4 @@ class LoggingInterceptor(grpc.ServerInterceptor):
                 (time.perf_counter() - started) * 1000,
             )
 
-        def unary(inner: Behaviour) -> Behaviour:
-            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-                started = time.perf_counter()
-                try:
-                    response = inner(request, context)
-                except Exception as exc:
-                    emit(status_name(context, exc), started)
-                    raise
-                emit(status_name(context, None), started)
-                return response
-
-            return behaviour
-
-        def stream(inner: StreamBehaviour) -> StreamBehaviour:
-            def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-                started = time.perf_counter()
-                try:
-                    yield from inner(requests, context)
-                except Exception as exc:
-                    emit(status_name(context, exc), started)
-                    raise
-                emit(status_name(context, None), started)
-
-            return behaviour
-
-        return wrap(continuation(details), unary, stream)
+        return observed(continuation(details), time.perf_counter, finish)

@@ -10,12 +10,11 @@ decision is a child span of its call's span, made by the decision hook
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
-from remit.server.interceptors._handlers import Behaviour, StreamBehaviour, status_name, wrap
+from remit.server.interceptors._handlers import observed, status_name
 
 STATUS_NUMBER = {c.name: c.value[0] for c in grpc.StatusCode}
 
@@ -41,40 +40,18 @@ class TracingInterceptor(grpc.ServerInterceptor):
                 set_status_on_exception=False,
             )
 
+        def start() -> tuple[Any, Any]:
+            manager = span()
+            return manager, manager.__enter__()
+
         def finish(
-            current: Any, context: grpc.ServicerContext, raised: BaseException | None
+            started: tuple[Any, Any], context: grpc.ServicerContext, raised: BaseException | None
         ) -> None:
+            manager, current = started
             code = status_name(context, raised)
             current.set_attribute("rpc.grpc.status_code", STATUS_NUMBER.get(code, 2))
             if code != "OK":
                 current.set_status(Status(StatusCode.ERROR, code))
+            manager.__exit__(None, None, None)  # exceptions are not recorded (see above)
 
-        def unary(inner: Behaviour) -> Behaviour:
-            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-                with span() as current:
-                    raised: BaseException | None = None
-                    try:
-                        return inner(request, context)
-                    except BaseException as exc:
-                        raised = exc
-                        raise
-                    finally:
-                        finish(current, context, raised)
-
-            return behaviour
-
-        def stream(inner: StreamBehaviour) -> StreamBehaviour:
-            def behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-                with span() as current:
-                    raised: BaseException | None = None
-                    try:
-                        yield from inner(requests, context)
-                    except BaseException as exc:
-                        raised = exc
-                        raise
-                    finally:
-                        finish(current, context, raised)
-
-            return behaviour
-
-        return wrap(continuation(details), unary, stream)
+        return observed(continuation(details), start, finish)
