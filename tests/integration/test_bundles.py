@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -89,7 +89,8 @@ def test_replica_swaps_to_a_published_version_within_a_second(
             assert time.monotonic() - started < 1.0, "replica did not swap within 1 s"
             time.sleep(0.005)
         assert decide(source.holder.current(), s17(240000)).allowed
-        assert source.status().reloads == 1
+        # the status is updated just after the swap (the holder first, so no request waits)
+        _wait(lambda: source.status().reloads == 1, 1, "the swap was not reported")
     finally:
         source.stop()
 
@@ -229,3 +230,104 @@ def test_a_bundle_of_the_old_format_is_refused(redis_server: RedisServer) -> Non
     store.write(Bundle(good.version, dict(good.manifest, format=1), good.files))
     with pytest.raises(PolicyError, match="bundle format 1"):
         store.activate(good.version)
+
+
+def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def test_a_refused_version_is_retried_once_repaired_and_republished(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A replica that refused a corrupt bundle takes the same version once it is written
+    again, repaired (before: it stayed on the old version for good, while a replica started
+    afterwards served the new one)."""
+    store = BundleStore.from_url(redis_server.url)
+    good = from_directory(GENERATED)
+    store.publish(good)
+    v2 = from_directory(compile_variant(tmp_path / "v2", 250000))
+    broken = dict(v2.files)
+    broken["torbay/rules.json"] = b"{}"
+    source = RedisSource(redis_server.url, GENERATED, poll_seconds=0.1)
+    source.start()
+    try:
+        store.write(Bundle(v2.version, v2.manifest, broken))
+        # the corrupt copy is forced active, as a faulty writer could
+        store.r.set(store.key("active"), v2.version)
+        store.r.publish(store.channel, v2.version)
+        _wait(lambda: source.status().refused >= 1, 3, "corrupt bundle was not refused")
+        assert source.holder.current().version == good.version
+        time.sleep(0.3)  # the notice may cause one more try
+        refused = source.status().refused
+        time.sleep(0.5)  # five more polls
+        assert source.status().refused == refused  # not retried on every poll
+        started = time.monotonic()
+        store.publish(v2)  # repaired, the same version
+        _wait(lambda: source.holder.current().version == v2.version, 2, "not retried")
+        print(f"repaired bundle in force after {time.monotonic() - started:.2f} s")
+        assert decide(source.holder.current(), s17(240000)).allowed
+    finally:
+        source.stop()
+
+
+def test_an_older_bundle_is_refused_unless_rolled_back_to(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    store = BundleStore.from_url(redis_server.url)
+    v1 = from_directory(GENERATED, created=1000.0)
+    v2 = from_directory(compile_variant(tmp_path / "v2", 250000), created=2000.0)
+    store.publish(v1)
+    store.publish(v2)
+    source = RedisSource(redis_server.url, GENERATED, poll_seconds=0.1)
+    source.start()
+    try:
+        assert source.holder.current().version == v2.version
+        store.activate(v1.version)  # moved back without remit rollback
+        _wait(lambda: source.status().refused >= 1, 3, "an older bundle was not refused")
+        assert source.holder.current().version == v2.version
+        assert "older than the one in force" in source.status().detail
+        store.rollback(v1.version)
+        _wait(lambda: source.holder.current().version == v1.version, 2, "rollback not taken")
+    finally:
+        source.stop()
+
+
+def test_a_junk_pointer_is_refused_and_never_shown_in_full(redis_server: RedisServer) -> None:
+    store = BundleStore.from_url(redis_server.url)
+    good = from_directory(GENERATED)
+    store.publish(good)
+    source = RedisSource(redis_server.url, GENERATED, poll_seconds=0.1)
+    source.start()
+    try:
+        store.r.set(store.key("active"), "x" * 1_000_000)
+        _wait(lambda: source.status().refused >= 1, 3, "junk pointer was not refused")
+        assert source.holder.current().version == good.version
+        assert len(source.status().detail) < 300
+        assert "1000000 chars" in source.status().detail
+    finally:
+        source.stop()
+
+
+def test_a_replica_started_on_a_corrupt_active_bundle_says_what_it_serves(
+    redis_server: RedisServer,
+) -> None:
+    """Its local files hold the same version as the refused Redis copy: it must not report
+    that version as coming from Redis (before: origin redis, detail empty)."""
+    store = BundleStore.from_url(redis_server.url)
+    good = from_directory(GENERATED)
+    store.publish(good)
+    store.r.hset(store.key("bundle", good.version, "files"), "torbay/rules.json", b"{}")
+    source = RedisSource(redis_server.url, GENERATED, poll_seconds=0.1)
+    source.start()
+    try:
+        time.sleep(0.4)  # several polls
+        status = source.status()
+        assert status.origin == "local"
+        assert "refused" in status.detail and "serving the local files" in status.detail
+        store.publish(good)  # repaired
+        _wait(lambda: source.status().origin == "redis", 2, "repaired bundle not taken")
+    finally:
+        source.stop()

@@ -66,7 +66,7 @@ def _rollback(args: argparse.Namespace) -> int:
     if args.version not in store.history():
         print(f"remit rollback: {args.version} is not in the kept history", file=sys.stderr)
         return EXIT_POLICY
-    store.activate(args.version)
+    store.rollback(args.version)
     print(f"activated {args.version}")
     return 0
 

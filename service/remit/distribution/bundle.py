@@ -11,7 +11,9 @@ Redis layout (``prefix`` defaults to ``remit``)::
     {prefix}:bundle:{version}:manifest   JSON manifest (bytes)
     {prefix}:bundle:{version}:files      HASH  relative path -> file bytes
     {prefix}:bundle:{version}:signature  Ed25519 signature of the manifest bytes (optional)
+    {prefix}:bundle:{version}:written    a random token, new each time the bundle is written
     {prefix}:active                      the version in force (moved with one SET)
+    {prefix}:rollback                    the version ``remit rollback`` last moved back to
     {prefix}:history                     LIST of published versions, newest first (bounded)
     {prefix}:changes                     pub/sub channel: the new active version
 
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +45,16 @@ DEFAULT_KEEP = 10
 BUNDLE_FORMAT = 2  # 2: rule tables; 1 (before): index.json and a separate closure hash
 # written by bundles of format 1; still deleted with its bundle so pruning leaves nothing
 _LEGACY_HIERARCHY = "hierarchy"
+
+
+# what a version id looks like (the compiler's 16 hex digits; tests use longer names)
+_POINTER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def shown(version: str) -> str:
+    """A version for a log line or status: itself, or its length when it is not a version
+    id (a junk pointer is never logged in full)."""
+    return version if _POINTER.fullmatch(version) else f"(not a version id: {len(version)} chars)"
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,8 @@ class BundleStore:
         )
         if signer is not None:
             pipe.set(self.key("bundle", v, "signature"), signer.sign(manifest_bytes))
+        # replicas that refused this version retry it once it is written again (repaired)
+        pipe.set(self.key("bundle", v, "written"), secrets.token_hex(8))
         pipe.hset(self.key("bundle", v, "files"), mapping=dict(bundle.files))  # type: ignore[arg-type]
         pipe.set(self.key("bundle", v, "manifest"), manifest_bytes)
         pipe.execute()
@@ -159,10 +175,27 @@ class BundleStore:
         self.r.set(self.key("active"), version)
         self.r.publish(self.channel, version)
 
+    def rollback(self, version: str, verifier: Verifier | None = None) -> None:
+        """Move the pointer back to an earlier version: the one move to an older bundle that
+        replicas accept (they refuse an older bundle otherwise, see ``RedisSource``)."""
+        self.fetch(version, verifier)  # it must exist and verify before it is named
+        self.r.set(self.key("rollback"), version)
+        self.activate(version, verifier)
+
+    def rollback_target(self) -> str:
+        raw = self.r.get(self.key("rollback"))
+        return raw.decode(errors="replace") if isinstance(raw, bytes) else ""
+
+    def written(self, version: str) -> str:
+        """The token of the last write of ``version`` ("" when none)."""
+        raw = self.r.get(self.key("bundle", version, "written"))
+        return raw.decode(errors="replace") if isinstance(raw, bytes) else ""
+
     def publish(
         self, bundle: Bundle, keep: int = DEFAULT_KEEP, signer: Signer | None = None
     ) -> None:
         self.write(bundle, signer)
+        self.r.delete(self.key("rollback"))  # a new version moves forward again
         self.activate(bundle.version)
         pipe = self.r.pipeline(transaction=True)
         pipe.lrem(self.key("history"), 0, bundle.version)
@@ -181,13 +214,14 @@ class BundleStore:
                 self.key("bundle", v, _LEGACY_HIERARCHY),
                 self.key("bundle", v, "manifest"),
                 self.key("bundle", v, "signature"),
+                self.key("bundle", v, "written"),
             )
             self.r.lrem(self.key("history"), 0, v)
         return dropped
 
     def active(self) -> str | None:
         raw = self.r.get(self.key("active"))
-        return raw.decode() if isinstance(raw, bytes) else None
+        return raw.decode(errors="replace") if isinstance(raw, bytes) else None
 
     def history(self) -> list[str]:
         return [v.decode() for v in self.r.lrange(self.key("history"), 0, -1)]  # type: ignore[union-attr]
@@ -196,6 +230,8 @@ class BundleStore:
         self, version: str, verifier: Verifier | None = None
     ) -> tuple[Bundle, dict[str, Any]]:
         """Read and verify a bundle (and its signature, given a verifier)."""
+        if not _POINTER.fullmatch(version):
+            raise PolicyError(f"no bundle {shown(version)}: the pointer is not a version id")
         raw_manifest = self.r.get(self.key("bundle", version, "manifest"))
         if not isinstance(raw_manifest, bytes):
             raise PolicyError(f"no bundle {version} in Redis")

@@ -6,6 +6,11 @@ subscribes to change notices and also polls the active pointer (a notice can be 
 builds any new version off the request path, and swaps one reference. Redis is never
 queried per request. When Redis is lost the last good version keeps serving and the thread
 reconnects with backoff. A bundle that does not verify or build is refused and counted.
+
+A refused version is tried again when it is written again (``remit publish`` of a repaired
+bundle under the same version) or a change notice names it, never on every poll. A bundle
+older (by its ``created`` time) than the one in force is refused unless ``remit rollback``
+moved the pointer to it. A pointer that is not a version id is never logged in full.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 import redis
 
 from remit.config import Config
-from remit.distribution.bundle import BundleStore, build
+from remit.distribution.bundle import BundleStore, build, shown
 from remit.distribution.holder import PolicyHolder
 from remit.distribution.signing import Verifier
 from remit.distribution.source import Background, SourceStatus, StatusBoard
@@ -45,6 +50,8 @@ class RedisSource:
         self._verifier = verifier
         self._poll = poll_seconds
         self._loop = Background("remit-replica")
+        self._refused: tuple[str, str] | None = None  # (version, written token) refused
+        self._created = 0.0  # the in-force bundle's created time (0: local files)
         policies, origin, redis_state, detail = self._initial(local_dir)
         self.holder = PolicyHolder(policies)
         self._board = StatusBoard(
@@ -73,19 +80,42 @@ class RedisSource:
             try:
                 return self._load(active), "redis", "connected", ""
             except PolicyError as exc:
-                log.error("active bundle %s refused at start: %s", active, exc)
+                log.error("active bundle %s refused at start: %s", shown(active), exc)
+                self._refused = (active, self._written(active))
                 if local_dir is None:
                     raise
-                return load_dir(local_dir), "local", "connected", f"active bundle refused: {exc}"
+                local = load_dir(local_dir)
+                return (
+                    local,
+                    "local",
+                    "connected",
+                    f"active bundle {shown(active)} refused: {exc}; serving the local files "
+                    f"({local.version})",
+                )
         if local_dir is None:
             raise PolicyError("no active bundle in Redis and no local policy")
         return load_dir(local_dir), "local", "connected", "no active bundle in Redis"
 
     def _load(self, version: str) -> PolicySet:
         """Fetch, verify and build one version (off the request path). The role closure
-        comes with each council's rule table; the loader checks it, nothing recomputes it."""
+        comes with each council's rule table; the loader checks it, nothing recomputes it.
+        An older bundle than the one in force is refused unless rolled back to."""
         bundle, compiled = self._store.fetch(version, self._verifier)
-        return build(bundle.files, compiled)
+        created = float(bundle.manifest.get("created", 0) or 0)
+        if created < self._created and self._store.rollback_target() != version:
+            raise PolicyError(
+                f"bundle {version} is older than the one in force; only `remit rollback` "
+                "moves replicas back to an earlier version"
+            )
+        policies = build(bundle.files, compiled)
+        self._created = created
+        return policies
+
+    def _written(self, version: str) -> str:
+        try:
+            return self._store.written(version)
+        except redis.RedisError:
+            return ""
 
     # -- PolicySource ----------------------------------------------------------------
     def start(self) -> None:
@@ -98,26 +128,31 @@ class RedisSource:
         return self._board.snapshot()
 
     # -- the watcher -----------------------------------------------------------------
-    def check_now(self) -> bool:
-        """Read the pointer and swap if it moved. Returns True on a swap."""
+    def check_now(self, notice: bool = False) -> bool:
+        """Read the pointer and swap if it moved. Returns True on a swap. ``notice``: a
+        change notice arrived, so a version refused before is tried again."""
         active = self._store.active()
         current = self.holder.current().version
         if active is None:
             return False
-        if active == current:
+        refused = self._refused is not None and self._refused[0] == active
+        if active == current and not refused:
             # the local files already hold the active version (same content hash)
             if self._board.snapshot().origin != "redis":
                 self._board.update(origin="redis", detail="")
             return False
-        if self._board.snapshot().detail == f"refused {active}":
-            return False  # refused once already: not again on every poll
+        token = self._written(active)
+        if refused and not notice and self._refused == (active, token):
+            return False  # refused already, and not written again since: not on every poll
         started = time.perf_counter()
         try:
             policies = self._load(active)
         except PolicyError as exc:
-            log.error("refused bundle %s: %s (keeping %s)", active, exc, current)
-            self._board.refused(f"refused {active}")
+            log.error("refused bundle %s: %s (keeping %s)", shown(active), exc, current)
+            self._refused = (active, token)
+            self._board.refused(f"refused {shown(active)}: {exc}")
             return False
+        self._refused = None
         self.holder.swap(policies)
         self._board.swapped(policies.version, "redis")
         log.info(
@@ -138,8 +173,9 @@ class RedisSource:
                 self.check_now()  # catch up on anything missed while away
                 backoff = BACKOFF_START
                 while not self._loop.stopping.is_set():
-                    pubsub.get_message(timeout=self._poll)  # a notice, or the poll interval
-                    self.check_now()
+                    # a notice, or the poll interval
+                    message = pubsub.get_message(timeout=self._poll)
+                    self.check_now(notice=message is not None)
             except redis.RedisError as exc:
                 self._board.update(redis="unreachable")
                 log.warning(
