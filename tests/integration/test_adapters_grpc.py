@@ -287,3 +287,23 @@ def test_cli_check_refuses_unmapped_title_and_needs_a_role_or_records(tmp_path: 
         str(tmp_path / "missing.json"),
     )
     assert out.returncode == 2 and "cannot read JSON" in out.stderr
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_host_number_that_json_cannot_carry_is_invalid_argument(
+    channel: grpc.Channel, bad: float
+) -> None:
+    """NaN and infinities in a host record's Struct were an INTERNAL (the JSON conversion
+    raised); they are refused naming the field."""
+    request = pb.AuthoriseRequest(
+        council="torbay",
+        decision="apply_epo",
+        host=pb.HostInput(system="lcs", records=[pb.HostRecord(table="DIM_WORKER")]),
+    )
+    request.host.records[0].fields.update({"DIM_WORKER_ID": 9, "JOB_TITLE": "Team Manager"})
+    request.host.records[0].fields.fields["DIM_WORKER_ID"].number_value = bad
+    with pytest.raises(grpc.RpcError) as info:
+        pb_grpc.AuthorisationServiceStub(channel).Authorise(request, timeout=5)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    fields = [v.field for v in bad_request(info.value).field_violations]
+    assert fields == ["host.records[0].fields[DIM_WORKER_ID]"]
