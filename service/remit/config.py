@@ -183,6 +183,10 @@ class Config:
         env="REMIT_WORKERS", parse=_int_between(1, 64), default=1, flag="--workers"
     )
     threads: int = _setting(env="REMIT_THREADS", parse=_int_between(1, 256), default=16)
+    # An open AuthoriseStream that sends nothing for this long is cancelled (its slot freed).
+    stream_idle_seconds: float = _setting(
+        env="REMIT_STREAM_IDLE_SECONDS", parse=_seconds(3600), default=30.0
+    )
     # How far back a request may claim its decision_time (retrospective decisions); a claim
     # further back, or more than five minutes ahead, is INVALID_ARGUMENT.
     decision_time_window_days: int = _setting(

@@ -116,3 +116,63 @@ def test_idle_streams_beyond_the_limits_are_refused_and_health_answers(port: int
         stop.set()
         for ch in channels:
             ch.close()
+
+
+def test_an_idle_stream_is_cancelled_and_its_slot_freed(policies: PolicySet) -> None:
+    """A stream that sends nothing for the idle limit is cancelled, so idle streams cannot
+    keep the slots; a stream that keeps sending is answered throughout."""
+    deps = Deps(
+        PolicyHolder(policies),
+        audit=AuditLog(MemorySink(), "strict", Pseudonymiser(b"k" * 32)),
+        max_workers=4,  # 2 stream slots, 1 per caller
+        stream_idle_seconds=0.5,
+    )
+    server, port = create_server("127.0.0.1:0", deps)
+    server.start()
+    stop = threading.Event()
+    try:
+        own = [("grpc.use_local_subchannel_pool", 1)]
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=own) as ch:
+            started = time.monotonic()
+            call = pb_grpc.AuthorisationServiceStub(ch).AuthoriseStream(_idle(stop), timeout=20)
+            with pytest.raises(grpc.RpcError) as info:
+                list(call)
+            waited = time.monotonic() - started
+            assert info.value.code() == grpc.StatusCode.CANCELLED
+            assert 0.4 < waited < 5, waited
+
+            def busy() -> Iterator[pb.AuthoriseStreamRequest]:
+                item = pb.BatchItem(
+                    correlation_id="b",
+                    request=pb.AuthoriseRequest(
+                        council="torbay",
+                        decision="apply_epo",
+                        actor=pb.Actor(id="tm-1", roles=["team_manager"]),
+                    ),
+                )
+                for _ in range(6):  # 6 messages 0.3 s apart: 1.5 s, never 0.5 s idle
+                    yield pb.AuthoriseStreamRequest(items=[item])
+                    time.sleep(0.3)
+
+            answers = list(pb_grpc.AuthorisationServiceStub(ch).AuthoriseStream(busy(), timeout=20))
+            assert len(answers) == 6
+        assert server_slots_free(port)
+    finally:
+        stop.set()
+        server.stop(None)
+
+
+def server_slots_free(port: int) -> bool:
+    """Two new idle streams from two callers both get a slot (the cancelled one freed its):
+    neither is refused within a second."""
+    stop = threading.Event()
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.insecure_channel(f"127.0.0.1:{port}", options=own) for _ in range(2)]
+    try:
+        opened = [_open(ch, stop) for ch in channels]
+        time.sleep(0.3)
+        return not any(r.get("code") == grpc.StatusCode.RESOURCE_EXHAUSTED for _, r in opened)
+    finally:
+        stop.set()
+        for ch in channels:
+            ch.close()

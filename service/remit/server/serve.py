@@ -127,6 +127,7 @@ class Deps:
     allow_plaintext: bool = False  # plaintext off loopback must be asked for explicitly
     batch_limit: int = DEFAULT_BATCH_LIMIT  # items per AuthoriseBatch / AuthoriseStream message
     decision_time_window_days: int = 31  # how far back a request may claim its decision time
+    stream_idle_seconds: float = 30.0  # an open stream sending nothing this long is cancelled
     # What health detail and metrics report; default: the holder's version, origin "local".
     status: Callable[[], SourceStatus] | None = None
     metrics: Metrics | None = None
@@ -164,7 +165,10 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=deps.max_workers, thread_name_prefix="remit-rpc"),
         interceptors=chain(
-            deps.access, deps.metrics, deps.tracing, StreamSlots.for_threads(deps.max_workers)
+            deps.access,
+            deps.metrics,
+            deps.tracing,
+            StreamSlots.for_threads(deps.max_workers, deps.stream_idle_seconds),
         ),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -271,6 +275,7 @@ def serve_forever(config: Config) -> int:
         allow_plaintext=config.allow_plaintext,
         batch_limit=config.batch_limit,
         decision_time_window_days=config.decision_time_window_days,
+        stream_idle_seconds=config.stream_idle_seconds,
     )
     try:
         server, port = create_server(config.address, deps)

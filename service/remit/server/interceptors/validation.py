@@ -169,7 +169,10 @@ class ValidationInterceptor(grpc.ServerInterceptor):
                     )
                 token = CALLER.set(caller)
                 try:
-                    yield from inner(_decoded(requests), context)
+                    decoded = _decoded(requests)
+                    if slots is not None:
+                        decoded = slots.watch(context, decoded)
+                    yield from inner(decoded, context)
                 except RequestError as exc:
                     abort_request_error(context, exc)
                 finally:
