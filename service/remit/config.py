@@ -241,6 +241,11 @@ class Config:
     bundle_public_key: Path | None = _setting(  # noqa: RUF009
         env="REMIT_BUNDLE_PUBLIC_KEY", parse=_optional_file, default=None
     )
+    # Where a replica keeps its last verified bundle, to serve it at start when the active
+    # one cannot be verified (unset: no cache; such a replica then refuses to start).
+    bundle_cache_dir: Path | None = _setting(  # noqa: RUF009
+        env="REMIT_BUNDLE_CACHE_DIR", parse=lambda raw: Path(raw) if raw else None, default=None
+    )
     # Items per AuthoriseBatch / AuthoriseStream message.
     batch_limit: int = _setting(env="REMIT_BATCH_LIMIT", parse=_int_between(1, 1000), default=100)
     # Set by the --workers supervisor for its children (not for operators).

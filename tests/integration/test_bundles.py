@@ -331,3 +331,25 @@ def test_a_replica_started_on_a_corrupt_active_bundle_says_what_it_serves(
         _wait(lambda: source.status().origin == "redis", 2, "repaired bundle not taken")
     finally:
         source.stop()
+
+
+def test_a_replica_never_starts_on_an_older_version_than_redis_names(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The active bundle cannot be verified and the baked-in files hold another (older)
+    version: the replica serves its last verified bundle from its cache, or, with none,
+    refuses to start; never the older baked-in version (before: it served it)."""
+    store = BundleStore.from_url(redis_server.url)
+    v2 = from_directory(compile_variant(tmp_path / "v2", 250000))
+    store.publish(v2)
+    cache = tmp_path / "cache"
+    first = RedisSource(redis_server.url, GENERATED, cache_dir=cache)  # keeps v2 on load
+    assert first.holder.current().version == v2.version
+    assert load_dir(cache).version == v2.version
+    store.r.hset(store.key("bundle", v2.version, "files"), "torbay/rules.json", b"{}")
+    cached = RedisSource(redis_server.url, GENERATED, cache_dir=cache)
+    assert cached.holder.current().version == v2.version
+    assert cached.status().origin == "cache"
+    assert "serving the last verified bundle" in cached.status().detail
+    with pytest.raises(PolicyError, match="not serving another version"):
+        RedisSource(redis_server.url, GENERATED, cache_dir=tmp_path / "empty")

@@ -7,16 +7,23 @@ builds any new version off the request path, and swaps one reference. Redis is n
 queried per request. When Redis is lost the last good version keeps serving and the thread
 reconnects with backoff. A bundle that does not verify or build is refused and counted.
 
-A refused version is tried again when it is written again (``remit publish`` of a repaired
-bundle under the same version) or a change notice names it, never on every poll. A bundle
-older (by its ``created`` time) than the one in force is refused unless ``remit rollback``
-moved the pointer to it. A pointer that is not a version id is never logged in full.
+At start, when the active bundle cannot be verified, a replica never serves a different
+version than the one Redis names from its baked-in files: it serves its local files only
+when they hold that very version (the version is the hash of the files), else the last
+verified bundle it kept in its cache (``REMIT_BUNDLE_CACHE_DIR``), else it refuses to start
+(not ready) rather than serve an older version than the rest of the fleet; health detail
+says which. A refused version is tried again when it is written again (``remit publish`` of
+a repaired bundle under the same version) or a change notice names it, never on every poll.
+A bundle older (by its ``created`` time) than the one in force is refused unless ``remit
+rollback`` moved the pointer to it. A pointer that is not a version id is never logged in
+full.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -45,8 +52,10 @@ class RedisSource:
         poll_seconds: float = 0.5,
         prefix: str = "remit",
         verifier: Verifier | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self._store = BundleStore.from_url(url, prefix)
+        self._cache = cache_dir
         self._verifier = verifier
         self._poll = poll_seconds
         self._loop = Background("remit-replica")
@@ -65,7 +74,12 @@ class RedisSource:
         verifier = (
             Verifier.from_file(config.bundle_public_key) if config.bundle_public_key else None
         )
-        return cls(config.redis_url, local if local.is_dir() else None, verifier=verifier)
+        return cls(
+            config.redis_url,
+            local if local.is_dir() else None,
+            verifier=verifier,
+            cache_dir=config.bundle_cache_dir,
+        )
 
     # -- start -----------------------------------------------------------------------
     def _initial(self, local_dir: Path | None) -> tuple[PolicySet, str, str, str]:
@@ -82,19 +96,58 @@ class RedisSource:
             except PolicyError as exc:
                 log.error("active bundle %s refused at start: %s", shown(active), exc)
                 self._refused = (active, self._written(active))
-                if local_dir is None:
-                    raise
-                local = load_dir(local_dir)
-                return (
-                    local,
-                    "local",
-                    "connected",
-                    f"active bundle {shown(active)} refused: {exc}; serving the local files "
-                    f"({local.version})",
-                )
+                return self._fallback(active, exc, local_dir)
         if local_dir is None:
             raise PolicyError("no active bundle in Redis and no local policy")
         return load_dir(local_dir), "local", "connected", "no active bundle in Redis"
+
+    def _fallback(
+        self, active: str, exc: PolicyError, local_dir: Path | None
+    ) -> tuple[PolicySet, str, str, str]:
+        """What to serve at start when the active bundle is refused: the local files if they
+        hold that same version, else the cached last verified bundle, else nothing."""
+        why = f"active bundle {shown(active)} refused: {exc}"
+        if local_dir is not None:
+            local = load_dir(local_dir)
+            if local.version == active:
+                return local, "local", "connected", f"{why}; serving the local files (same version)"
+        cached = self._cached()
+        if cached is not None:
+            return cached, "cache", "connected", f"{why}; serving the last verified bundle"
+        raise PolicyError(
+            f"{why}; no copy of it and no last verified bundle (REMIT_BUNDLE_CACHE_DIR): not "
+            "serving another version than the one Redis names"
+        )
+
+    def _cached(self) -> PolicySet | None:
+        if self._cache is None or not (self._cache / "manifest.json").is_file():
+            return None
+        try:
+            return load_dir(self._cache)  # verified against its manifest, as any directory
+        except PolicyError as exc:
+            log.error("bundle cache %s refused: %s", self._cache, exc)
+            return None
+
+    def _keep(self, files: dict[str, bytes]) -> None:
+        """Write a verified bundle's compiled files to the cache (a new directory, then one
+        rename, so a crash never leaves a half-written cache)."""
+        if self._cache is None:
+            return
+        staging = self._cache.with_name(self._cache.name + ".new")
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            for rel, data in files.items():
+                path = staging / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            old = self._cache.with_name(self._cache.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            if self._cache.exists():
+                self._cache.rename(old)
+            staging.rename(self._cache)
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError as exc:  # the cache is a convenience: never stop serving for it
+            log.warning("could not write the bundle cache %s: %s", self._cache, exc)
 
     def _load(self, version: str) -> PolicySet:
         """Fetch, verify and build one version (off the request path). The role closure
@@ -109,6 +162,7 @@ class RedisSource:
             )
         policies = build(bundle.files, compiled)
         self._created = created
+        self._keep(bundle.files)
         return policies
 
     def _written(self, version: str) -> str:

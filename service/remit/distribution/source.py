@@ -34,7 +34,7 @@ class SourceStatus:
     """What health detail and metrics report about the policy in force."""
 
     version: str
-    origin: str  # "local" or "redis"
+    origin: str  # "local", "redis", or "cache" (a replica's last verified bundle)
     redis: str = "disabled"  # disabled | connected | unreachable
     last_reload: float = field(default_factory=time.time)  # unix time of the last swap
     reloads: int = 0
