@@ -21,6 +21,10 @@ class Prepared:
     ctx: Mapping[str, FactValue]
     acting_for: frozenset[str] = frozenset()  # of ``roles``, those covered, not held
     given: frozenset[str] | None = None  # facts the request carried (None: all of them)
+    # facts a rule of the decision tests that have no default and the request did not carry:
+    # left open in the walk, and required only if a line that could decide for this actor
+    # rests on one (engine.evaluate.decide)
+    missing: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from remit.engine.answer import Answer, Authoriser, Citation, Prepared
-from remit.engine.context import decision_context, given_facts
+from remit.engine.context import decision_context, given_facts, required
 from remit.engine.explain import answer, council_ref
 from remit.engine.trace import Actor as Walker
 from remit.engine.trace import Trace, area_limited, walk
@@ -70,9 +70,10 @@ def prepare(policies: PolicySet, req: Request) -> Prepared:
     validate_service_area(policy, req.service_area)
     roles = frozenset(req.actor.all_roles)
     area = effective_area(policy, decision, req, roles)
-    ctx = decision_context(policy, decision, req)
+    ctx = decision_context(policy, decision, req, require=False)
     acting = frozenset(req.actor.acting_for) - frozenset(req.actor.roles)
-    return Prepared(policy, decision, roles, area, ctx, acting, given_facts(req))
+    missing = frozenset(f for f in decision.required_facts if f not in ctx)
+    return Prepared(policy, decision, roles, area, ctx, acting, given_facts(req), missing)
 
 
 def _check_roles(policy: CouncilPolicy, req: Request, field: str, roles: tuple[str, ...]) -> None:
@@ -144,7 +145,24 @@ def effective_area(
 def trace_of(prep: Prepared) -> Trace:
     """The walk of a prepared request: every line up to the deciding one."""
     actor = Walker(prep.roles - prep.acting_for, prep.acting_for)
-    return walk(prep.decision, actor, prep.area, prep.ctx, given=prep.given)
+    return walk(
+        prep.decision, actor, prep.area, prep.ctx, open_facts=prep.missing, given=prep.given
+    )
+
+
+def _require_deciding_facts(prep: Prepared, trace: Trace) -> None:
+    """Refuse the request when a fact it did not carry (one with no default) could change
+    its answer: a line met by the actor, in the area, with nothing failed, rests on it. A
+    fact only other posts' rules test is not required of this actor."""
+    for lt in trace.lines:
+        if lt.possible and lt.open:
+            fact = lt.open[0].term.fact
+            rule = prep.policy.rules[lt.line.rule]
+            raise required(
+                prep.policy,
+                fact,
+                f"a rule of {prep.decision.id} that could decide here ({rule.id})",
+            )
 
 
 def first_match(prep: Prepared) -> Line | None:
@@ -165,7 +183,10 @@ def decide(policies: PolicySet, req: Request) -> Answer:
     prep = prepare(policies, req)
     if req.deviation is not None:
         _check_deviation(prep.policy, req.deviation)
-    ans = answer(policies.version, prep, trace_of(prep), new_decision_id())
+    trace = trace_of(prep)
+    if prep.missing:
+        _require_deciding_facts(prep, trace)
+    ans = answer(policies.version, prep, trace, new_decision_id())
     if ans.allowed or req.deviation is None or ans.decided_outside:
         return ans
     return _deviation_answer(prep, ans, req.deviation)

@@ -308,7 +308,9 @@ def answer(version: str, prep: Prepared, trace: Trace, decision_id: str) -> Answ
             prep.area,
             trace=trace,
         )
-    auth = authorisers(policy, decision, prep.area or None, prep.ctx, exclude=prep.roles)
+    # a fact the request did not carry and no line for this actor needed stays open for others
+    known = frozenset(prep.ctx) if prep.missing else None
+    auth = authorisers(policy, decision, prep.area or None, prep.ctx, known, exclude=prep.roles)
     if line is not None:  # an explicit prohibition
         rule = policy.rules[line.rule]
         ref = council_ref(policy, rule.section)

@@ -1361,7 +1361,9 @@ class SchemeDecision(_message.Message):
 
     @_builtins.property
     def required_facts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Facts a request for this decision must carry."""
+        """Facts with no default (amounts, ages, statuses) the decision's rules test: a request
+        must carry each one a rule that could decide for its actor tests.
+        """
 
     @_builtins.property
     def rule_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...

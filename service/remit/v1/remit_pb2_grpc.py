@@ -75,7 +75,7 @@ class AuthorisationServiceServicer:
 
     def Authorise(self, request, context):
         """Decide one request. Unknown council, decision, role, area or fact, a missing fact a
-        rule needs, or a value of the wrong type is INVALID_ARGUMENT or NOT_FOUND (with a
+        rule that could decide for this actor needs, or a value of the wrong type is INVALID_ARGUMENT or NOT_FOUND (with a
         google.rpc.BadRequest naming the field) — never an allow.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -37,7 +37,7 @@ class AuthorisationServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AuthorisationServiceAsyncStub: ...
     Authorise: _grpc.UnaryUnaryMultiCallable[_remit_pb2.AuthoriseRequest, _remit_pb2.AuthoriseResponse]
     """Decide one request. Unknown council, decision, role, area or fact, a missing fact a
-    rule needs, or a value of the wrong type is INVALID_ARGUMENT or NOT_FOUND (with a
+    rule that could decide for this actor needs, or a value of the wrong type is INVALID_ARGUMENT or NOT_FOUND (with a
     google.rpc.BadRequest naming the field) — never an allow.
     """
     AuthoriseBatch: _grpc.UnaryUnaryMultiCallable[_remit_pb2.AuthoriseBatchRequest, _remit_pb2.AuthoriseBatchResponse]
@@ -66,7 +66,7 @@ class AuthorisationServiceAsyncStub(AuthorisationServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Authorise: _aio.UnaryUnaryMultiCallable[_remit_pb2.AuthoriseRequest, _remit_pb2.AuthoriseResponse]  # type: ignore[assignment]
     """Decide one request. Unknown council, decision, role, area or fact, a missing fact a
-    rule needs, or a value of the wrong type is INVALID_ARGUMENT or NOT_FOUND (with a
+    rule that could decide for this actor needs, or a value of the wrong type is INVALID_ARGUMENT or NOT_FOUND (with a
     google.rpc.BadRequest naming the field) — never an allow.
     """
     AuthoriseBatch: _aio.UnaryUnaryMultiCallable[_remit_pb2.AuthoriseBatchRequest, _remit_pb2.AuthoriseBatchResponse]  # type: ignore[assignment]
@@ -98,7 +98,7 @@ class AuthorisationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_remit_pb2.AuthoriseResponse, _abc.Awaitable[_remit_pb2.AuthoriseResponse]]:
         """Decide one request. Unknown council, decision, role, area or fact, a missing fact a
-        rule needs, or a value of the wrong type is INVALID_ARGUMENT or NOT_FOUND (with a
+        rule that could decide for this actor needs, or a value of the wrong type is INVALID_ARGUMENT or NOT_FOUND (with a
         google.rpc.BadRequest naming the field) — never an allow.
         """
 
