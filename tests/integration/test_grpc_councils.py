@@ -11,14 +11,17 @@ def _authorise(channel: grpc.Channel, request: pb.AuthoriseRequest) -> pb.Author
     return pb_grpc.AuthorisationServiceStub(channel).Authorise(request, timeout=5)
 
 
-def test_halton_epo_by_edt_social_worker_out_of_hours_with_hos_absent(
+def test_halton_epo_by_edt_social_worker_out_of_hours_with_the_tm_edt_absent(
     channel: grpc.Channel,
 ) -> None:
     request = pb.AuthoriseRequest(
         council="halton",
         decision="apply_epo",
         actor=pb.Actor(id="edt-1", roles=["edt_social_worker"], service_areas=["edt"]),
-        context=pb.Context(out_of_hours=True, absent_roles=["head_of_service"], service_area="edt"),
+        # "Team Manager EDT or EDT Social Worker in their absence" (Halton 1.5): the TM EDT's
+        context=pb.Context(
+            out_of_hours=True, absent_roles=["team_manager_edt"], service_area="edt"
+        ),
     )
     resp = _authorise(channel, request)
     assert resp.effect == pb.EFFECT_ALLOW, resp.reason
@@ -27,7 +30,7 @@ def test_halton_epo_by_edt_social_worker_out_of_hours_with_hos_absent(
         for o in resp.obligations
     ), resp.obligations
     assert any(o.kind == pb.OBLIGATION_KIND_RECORD for o in resp.obligations)
-    # in hours, or with the Head of Service present: no
+    # in hours, or with the Team Manager EDT present: no
     request.context.out_of_hours = False
     assert _authorise(channel, request).effect == pb.EFFECT_DENY
     request.context.out_of_hours = True
