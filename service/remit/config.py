@@ -154,6 +154,13 @@ def _audit_sink(raw: str) -> str:
     raise ValueError("want stdout, file:PATH or redis:URL[#stream]")
 
 
+def _writer_name(raw: str) -> str:
+    name = raw.strip()
+    if len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError("at most 64 letters, digits, '-', '_' or '.'")
+    return name
+
+
 def _hex_key(raw: str) -> str:
     key = raw.strip()
     if not key:
@@ -235,6 +242,9 @@ class Config:
     audit_mode: str = _setting(
         env="REMIT_AUDIT_MODE", parse=_choice("strict", "best-effort"), default="strict"
     )
+    # This replica's name in the decision log's writer ids (unset: the host name); each
+    # process (worker) still writes its own chain, named NAME[/wN]/PID/START.
+    audit_writer: str = _setting(env="REMIT_AUDIT_WRITER", parse=_writer_name, default="")
     # Key for the HMAC of case references in the log (hex); unset = a per-process key.
     audit_hmac_key: str = _setting(env="REMIT_AUDIT_HMAC_KEY", parse=_hex_key, default="")
     # Replicas refuse bundles not signed by this Ed25519 public key (PEM), when set.

@@ -292,7 +292,7 @@ def test_redis_stream_sink_chains_and_verifies(tmp_path: Path) -> None:
         log = AuditLog(RedisStreamSink(server.url), "strict", Pseudonymiser(b"k" * 32))
         _write_entries(log, 10)
         log = AuditLog(RedisStreamSink(server.url), "strict", Pseudonymiser(b"k" * 32))
-        _write_entries(log, 5)  # a second writer continues the same chain
+        _write_entries(log, 5)  # a second writer: its own chain, on the same stream
         out = subprocess.run(
             [*REMIT, "audit", "verify", "--redis-url", server.url],
             capture_output=True,

@@ -5,8 +5,10 @@ a keyed HMAC of the case reference, the effect, the deciding rule, the obligatio
 the policy version and the latency. It never records context facts, names, dates of birth
 or free text; ``masked_fields`` lists what the request carried that was not logged as given.
 
-Every sink keeps a hash chain (see audit.proto) so that ``remit audit verify`` can show,
-years later, that no entry was edited, dropped or inserted.
+Every writer (one process: a replica's worker, :func:`writer_id`) keeps its own hash chain
+(see audit.proto), so several writers may share one file or Redis stream, their lines
+interleaved, and ``remit audit verify`` can still show, per writer, years later, that no
+entry was edited, dropped or inserted.
 
 Sinks: :class:`StreamSink` (JSON lines to stdout, the default), :class:`FileSink`
 (append-only file, fsync'd), :class:`RedisStreamSink` (XADD to a Redis Stream).
@@ -21,13 +23,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
 import queue
 import secrets
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +48,19 @@ from remit.v1 import remit_pb2 as pb
 log = logging.getLogger("remit.audit")
 
 GENESIS = "0" * 64
+_WRITERS = itertools.count()
+
+
+def writer_id(name: str = "", worker: int = -1) -> str:
+    """A stable id for this process's chain: ``NAME[/wN]/PID/START`` with NAME the configured
+    replica name (REMIT_AUDIT_WRITER) or the host name, N the worker index under ``--workers``,
+    and START the process's start in unix milliseconds, so a restarted process (same pid,
+    other start) begins a new chain instead of forking the old one."""
+    base = (name or socket.gethostname() or "remit").replace("/", "_")
+    worker_part = f"/w{worker}" if worker >= 0 else ""
+    n = next(_WRITERS)  # a second log in one process (tests, tools) is another writer
+    again = f"-{n}" if n else ""
+    return f"{base}{worker_part}/{os.getpid()}/{int(time.time() * 1000)}{again}"
 
 
 class AuditUnavailable(Exception):
@@ -152,6 +170,7 @@ def build_entry(outcome: Outcome, call: CallInfo, pseudonymise: Pseudonymiser) -
         "correlation_id": call.correlation_id,
         "decision_time": _rfc3339(outcome.decided_at),
         "time_claimed": claimed,
+        "writer": "",
     }
 
 
@@ -259,6 +278,7 @@ class AuditLog:
         mode: str = "strict",
         pseudonymiser: Pseudonymiser | None = None,
         buffer: int = 10_000,
+        writer: str | None = None,
     ) -> None:
         if mode not in ("strict", "best-effort"):
             raise ValueError(f"audit mode {mode!r}: strict or best-effort")
@@ -267,7 +287,10 @@ class AuditLog:
         self.pseudonymise = pseudonymiser or Pseudonymiser(None)
         self.stats = AuditStats()
         self._lock = threading.Lock()
-        self._seq, self._prev = sink.last()
+        # each process is its own writer with its own chain, from seq 1: a writer never
+        # continues another's chain (which is what made interleaved writers unverifiable)
+        self.writer = writer if writer is not None else writer_id()
+        self._seq, self._prev = 0, GENESIS
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(buffer)
         self._thread: threading.Thread | None = None
         if mode == "best-effort":
@@ -278,6 +301,7 @@ class AuditLog:
         with self._lock:
             seq = self._seq + 1
             entry["seq"], entry["prev_hash"], entry["hash"] = str(seq), self._prev, ""
+            entry["writer"] = self.writer
             body = canonical(entry).decode()  # with "hash":"" — what the hash covers
             digest = hashlib.sha256(body.encode()).hexdigest()
             # keys are sorted and quotes inside values are escaped, so this is the hash key
@@ -371,32 +395,86 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
         yield from parse_lines(raw.decode("utf-8", errors="replace").rstrip("\n") for raw in fh)
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    ok: bool
-    entries: int
+@dataclass
+class WriterReport:
+    """One writer's chain as verified: its entries, the lines of its first and last entry
+    and its last seq; ``problem`` and ``line`` give its first broken link ("" if none)."""
+
+    writer: str
+    entries: int = 0
+    first_line: int = 0
+    last_line: int = 0
+    last_seq: int = 0
+    last_hash: str = GENESIS
     line: int = 0
     problem: str = ""
 
 
+@dataclass(frozen=True)
+class VerifyResult:
+    """The whole log: ``ok`` when every writer's chain is intact. ``line`` and ``problem``
+    are the first problem in the log (a line that is not an entry, or the first writer's
+    broken link); ``writers`` reports each writer, in order of first appearance."""
+
+    ok: bool
+    entries: int
+    line: int = 0
+    problem: str = ""
+    writers: tuple[WriterReport, ...] = ()
+
+
 def verify_lines(lines: Iterator[tuple[int, dict[str, Any] | None, str]]) -> VerifyResult:
-    """Check a chain: every entry parses, hashes to itself, links to the one before, and
-    no sequence number is missing. Reports the first problem with its line number."""
-    prev_seq, prev_hash, count = 0, GENESIS, 0
+    """Check every writer's chain in an interleaved log: every line parses, every entry
+    hashes to itself, links to its writer's entry before it, and no writer's sequence
+    number is missing. A line that is not an entry stops the check (its writer cannot be
+    known); a broken link stops that writer's check, the others go on."""
+    writers: dict[str, WriterReport] = {}
+    count = 0
     for n, entry, _ in lines:
         if entry is None:
-            return VerifyResult(False, count, n, "not a JSON log entry (truncated or edited)")
-        if entry.get("hash") != entry_hash(entry):
-            return VerifyResult(False, count, n, "entry was edited: its hash does not match")
+            return _result(writers, count, n, "not a JSON log entry (truncated or edited)")
+        name = str(entry.get("writer", ""))
+        w = writers.get(name)
+        if w is None:
+            w = writers[name] = WriterReport(name, first_line=n)
+        if w.problem:
+            continue
+        problem = _link_problem(entry, w)
+        if problem:
+            w.line, w.problem = n, problem
+            continue
+        w.entries, w.last_line, w.last_seq = w.entries + 1, n, int(entry.get("seq", 0))
+        w.last_hash = str(entry["hash"])
+        count += 1
+    return _result(writers, count)
+
+
+def _link_problem(entry: dict[str, Any], w: WriterReport) -> str:
+    """What is wrong with ``entry`` as the next link of writer ``w``'s chain ("" if none)."""
+    if entry.get("hash") != entry_hash(entry):
+        return "entry was edited: its hash does not match"
+    try:
         seq = int(entry.get("seq", 0))
-        if seq != prev_seq + 1:
-            return VerifyResult(False, count, n, f"missing link: seq {seq} follows {prev_seq}")
-        if entry.get("prev_hash") != prev_hash:
-            return VerifyResult(
-                False, count, n, "broken link: prev_hash is not the previous entry's hash"
-            )
-        prev_seq, prev_hash, count = seq, str(entry["hash"]), count + 1
-    return VerifyResult(True, count)
+    except (TypeError, ValueError):
+        return "entry was edited: seq is not a number"
+    if seq != w.last_seq + 1:
+        return f"missing link: seq {seq} follows {w.last_seq}"
+    if entry.get("prev_hash") != w.last_hash:
+        return "broken link: prev_hash is not the previous entry's hash"
+    return ""
+
+
+def _result(
+    writers: dict[str, WriterReport], count: int, line: int = 0, problem: str = ""
+) -> VerifyResult:
+    reports = tuple(writers.values())
+    if not problem:
+        broken = [w for w in reports if w.problem]
+        if broken:
+            first = min(broken, key=lambda w: w.line)
+            who = f" (writer {first.writer})" if first.writer else ""
+            line, problem = first.line, f"{first.problem}{who}"
+    return VerifyResult(not problem, count, line, problem, reports)
 
 
 def sink_from_spec(spec: str) -> Sink:

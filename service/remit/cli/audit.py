@@ -1,4 +1,5 @@
-"""``remit audit verify``: check a decision log's hash chain; ``remit keygen``: bundle keys."""
+"""``remit audit verify``: check every writer's hash chain in a decision log;
+``remit keygen``: bundle keys."""
 
 from __future__ import annotations
 
@@ -28,12 +29,17 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         print("remit audit verify: give a FILE or --redis-url", file=sys.stderr)
         return EXIT_USAGE
+    for w in result.writers:
+        name = w.writer or "(no writer named)"
+        state = f"broken at line {w.line}: {w.problem}" if w.problem else "chain intact"
+        print(f"  writer {name}: {w.entries} entries to seq {w.last_seq}, {state}")
+    writers = len(result.writers)
     if result.ok:
-        print(f"{where}: {result.entries} entries, chain intact")
+        print(f"{where}: {result.entries} entries, chain intact ({writers} writer(s))")
         return 0
     print(
         f"{where}: line {result.line}: {result.problem} "
-        f"({result.entries} entries verified before it)"
+        f"({result.entries} entries verified in {writers} writer(s))"
     )
     return EXIT_BROKEN
 
@@ -58,7 +64,9 @@ def _keygen(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     a = sub.add_parser("audit", help="decision log tools")
     asub = a.add_subparsers(dest="audit_command", required=True)
-    v = asub.add_parser("verify", help="report the first broken, edited or missing link")
+    v = asub.add_parser(
+        "verify", help="check every writer's chain; report each writer and its first broken link"
+    )
     v.add_argument("file", nargs="?", default="")
     v.add_argument("--redis-url", default="")
     v.add_argument("--stream", default="remit:audit")

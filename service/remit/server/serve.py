@@ -36,7 +36,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from remit.audit.log import AuditLog, Pseudonymiser, StreamSink, sink_from_spec
+from remit.audit.log import AuditLog, Pseudonymiser, StreamSink, sink_from_spec, writer_id
 from remit.config import Config, ConfigError
 from remit.distribution.holder import PolicyHolder
 from remit.distribution.source import SourceStatus, open_source
@@ -242,6 +242,7 @@ def serve_forever(config: Config) -> int:
             sink_from_spec(config.audit_sink),
             config.audit_mode,
             Pseudonymiser(bytes.fromhex(config.audit_hmac_key) if config.audit_hmac_key else None),
+            writer=writer_id(config.audit_writer, config.worker_index),
         )
         access = (
             AccessPolicy.from_file(config.access_file)

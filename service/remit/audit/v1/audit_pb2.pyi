@@ -24,10 +24,13 @@ class DecisionLogEntry(_message.Message):
     policy. Written as one JSON line (proto field names) per answered decision. It never
     holds names, dates of birth, free text or the context facts of a request.
 
-    Entries form a hash chain per sink: `hash` is the SHA-256 of the entry's canonical JSON
-    (sorted keys, no spaces, every field present) with `hash` set to ""; `prev_hash` is the
-    previous entry's `hash` (64 zeros for the first); `seq` counts from 1. `remit audit
-    verify` reports the first edited, broken or missing link.
+    Entries form a hash chain per writer (one process: a replica's worker, named by
+    `writer`), so several writers may share one file or stream, interleaved: `hash` is the
+    SHA-256 of the entry's canonical JSON (sorted keys, no spaces, every field present) with
+    `hash` set to ""; `prev_hash` is the same writer's previous entry's `hash` (64 zeros for
+    its first); `seq` counts that writer's entries from 1. `remit audit verify` checks every
+    writer's chain and reports the first edited, broken or missing link of each. Entries
+    written before `writer` existed have writer "" and form one chain per sink.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -58,6 +61,7 @@ class DecisionLogEntry(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     DECISION_TIME_FIELD_NUMBER: _builtins.int
     TIME_CLAIMED_FIELD_NUMBER: _builtins.int
+    WRITER_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     prev_hash: _builtins.str
     hash: _builtins.str
@@ -95,6 +99,10 @@ class DecisionLogEntry(_message.Message):
     time_claimed: _builtins.bool
     """The claimed decision_time differs from the server's time by more than five minutes (a
     retrospective decision, e.g. Torbay 6.10, 11.4): flagged for review.
+    """
+    writer: _builtins.str
+    """The process that wrote this entry (host or REMIT_AUDIT_WRITER, worker, pid, start time);
+    `seq` and `prev_hash` belong to this writer's chain.
     """
     @_builtins.property
     def actor_roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -135,10 +143,11 @@ class DecisionLogEntry(_message.Message):
         correlation_id: _builtins.str = ...,
         decision_time: _builtins.str = ...,
         time_claimed: _builtins.bool = ...,
+        writer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_roles", b"actor_roles", "caller", b"caller", "case_ref_hmac", b"case_ref_hmac", "correlation_id", b"correlation_id", "council", b"council", "decision", b"decision", "decision_id", b"decision_id", "decision_time", b"decision_time", "deviation", b"deviation", "deviation_agreed_by", b"deviation_agreed_by", "effect", b"effect", "hash", b"hash", "latency_us", b"latency_us", "masked_fields", b"masked_fields", "matched_role", b"matched_role", "obligations", b"obligations", "policy_version", b"policy_version", "prev_hash", b"prev_hash", "request_id", b"request_id", "review", b"review", "rule_id", b"rule_id", "section", b"section", "seq", b"seq", "time", b"time", "time_claimed", b"time_claimed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_roles", b"actor_roles", "caller", b"caller", "case_ref_hmac", b"case_ref_hmac", "correlation_id", b"correlation_id", "council", b"council", "decision", b"decision", "decision_id", b"decision_id", "decision_time", b"decision_time", "deviation", b"deviation", "deviation_agreed_by", b"deviation_agreed_by", "effect", b"effect", "hash", b"hash", "latency_us", b"latency_us", "masked_fields", b"masked_fields", "matched_role", b"matched_role", "obligations", b"obligations", "policy_version", b"policy_version", "prev_hash", b"prev_hash", "request_id", b"request_id", "review", b"review", "rule_id", b"rule_id", "section", b"section", "seq", b"seq", "time", b"time", "time_claimed", b"time_claimed", "writer", b"writer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,147 @@
+"""Several writers on one decision log, with the real processes: ``remit serve --workers 2``
+with a file sink, and two replicas sharing one Redis stream. Each process writes its own
+chain; ``remit audit verify`` checks every writer's chain in the interleaved log."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import threading
+from pathlib import Path
+
+import grpc
+import redis
+from remit.audit.log import read_lines, verify_lines
+from remit.v1 import remit_pb2_grpc as pb_grpc
+
+from tests.integration.test_ops import CLEAN_ENV, EPO_ALLOW, EPO_DENY, REMIT, Server
+from tests.support import ROOT
+from tests.support.redis_server import RedisServer
+
+
+def _load(address: str, calls: int, answered: list[str], fresh_channels: bool) -> None:
+    """``calls`` Authorise calls, alternating allow and deny; the decision ids answered.
+    ``fresh_channels``: a new connection per call, so the workers behind one
+    SO_REUSEPORT port all get some."""
+    channel = None
+    try:
+        for i in range(calls):
+            if channel is None or fresh_channels:
+                if channel is not None:
+                    channel.close()
+                channel = grpc.insecure_channel(
+                    address, options=[("grpc.use_local_subchannel_pool", 1)]
+                )
+            stub = pb_grpc.AuthorisationServiceStub(channel)
+            resp = stub.Authorise(EPO_ALLOW if i % 2 else EPO_DENY, timeout=10)
+            answered.append(resp.decision_id)
+    finally:
+        if channel is not None:
+            channel.close()
+
+
+def _verify(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*REMIT, "audit", "verify", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=CLEAN_ENV,
+        timeout=60,
+    )
+
+
+def test_two_workers_on_one_file_each_keep_a_chain_that_verifies(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    s = Server(
+        {"REMIT_WORKERS": "2", "REMIT_AUDIT_SINK": f"file:{path}", "REMIT_AUDIT_WRITER": "rep-a"},
+        metrics_ports=2,
+    )
+    answered: list[str] = []
+    try:
+        s.wait_serving(workers=2)
+        threads = [
+            threading.Thread(target=_load, args=(s.address, 60, answered, True)) for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rc, _, err = s.stop()
+    finally:
+        s.kill()
+    assert rc == 0, err[-3000:]
+    entries = [e for _, e, _ in read_lines(path) if e is not None]
+    writers = {e["writer"] for e in entries}
+    # both workers wrote, each named by the replica, its worker index and its own pid
+    assert len(writers) == 2, writers
+    assert {w.split("/")[1] for w in writers} == {"w0", "w1"}
+    assert all(w.startswith("rep-a/") for w in writers)
+    assert len(answered) == 240
+    assert set(answered) <= {e["decision_id"] for e in entries}  # no answered one missing
+    result = verify_lines(read_lines(path))
+    assert result.ok, result
+    assert sorted(w.entries for w in result.writers) == sorted(
+        sum(1 for e in entries if e["writer"] == w) for w in writers
+    )
+    out = _verify(str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{len(entries)} entries, chain intact (2 writer(s))" in out.stdout
+    for w in writers:
+        assert f"writer {w}:" in out.stdout
+
+    # one worker's entry edited in place: that writer is named, with the line
+    lines = path.read_text().splitlines(keepends=True)
+    victim = json.loads(lines[-1])
+    lines[-1] = lines[-1].replace('"EFFECT_', '"EFFECT_X', 1)
+    path.write_text("".join(lines))
+    out = _verify(str(path))
+    assert out.returncode == 1
+    assert f"line {len(lines)}: entry was edited" in out.stdout
+    assert f"(writer {victim['writer']})" in out.stdout
+
+
+def test_two_replicas_on_one_redis_stream_each_keep_a_chain_that_verifies(
+    tmp_path: Path,
+) -> None:
+    redis_server = RedisServer(tmp_path).start()
+    servers: list[Server] = []
+    answered: list[str] = []
+    try:
+        for name in ("rep-a", "rep-b"):
+            servers.append(
+                Server({"REMIT_AUDIT_SINK": redis_server.url, "REMIT_AUDIT_WRITER": name})
+            )
+        for s in servers:
+            s.wait_serving()
+        threads = [
+            threading.Thread(target=_load, args=(s.address, 80, answered, False))
+            for s in servers
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for s in servers:
+            rc, _, err = s.stop()
+            assert rc == 0, err[-3000:]
+        out = _verify("--redis-url", redis_server.url)
+        r = redis.Redis.from_url(redis_server.url)
+        rows = r.xrange("remit:audit")
+        r.close()
+    finally:
+        for s in servers:
+            s.kill()
+        redis_server.stop()
+    entries = [json.loads(fields[b"entry"]) for _, fields in rows]
+    writers = [e["writer"] for e in entries]
+    # the two replicas' entries really are interleaved in the one stream
+    switches = sum(1 for a, b in itertools.pairwise(writers) if a != b)
+    assert switches > 2, "the replicas' entries did not interleave"
+    assert {w.split("/")[0] for w in writers} == {"rep-a", "rep-b"}
+    assert len(answered) == 320
+    assert set(answered) <= {e["decision_id"] for e in entries}
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{len(entries)} entries, chain intact (2 writer(s))" in out.stdout
