@@ -245,6 +245,14 @@ class Config:
     # This replica's name in the decision log's writer ids (unset: the host name); each
     # process (worker) still writes its own chain, named NAME[/wN]/PID/START.
     audit_writer: str = _setting(env="REMIT_AUDIT_WRITER", parse=_writer_name, default="")
+    # Ed25519 private key (PEM) signing the log's anchors (checkpoints of each writer's
+    # chain, at start, every REMIT_AUDIT_ANCHOR_SECONDS and at shutdown); unset = no anchors.
+    audit_signing_key: Path | None = _setting(  # noqa: RUF009
+        env="REMIT_AUDIT_SIGNING_KEY", parse=_optional_file, default=None
+    )
+    audit_anchor_seconds: int = _setting(
+        env="REMIT_AUDIT_ANCHOR_SECONDS", parse=_int_between(1, 86400), default=60
+    )
     # Key for the HMAC of case references in the log (hex); unset = a per-process key.
     audit_hmac_key: str = _setting(env="REMIT_AUDIT_HMAC_KEY", parse=_hex_key, default="")
     # Replicas refuse bundles not signed by this Ed25519 public key (PEM), when set.

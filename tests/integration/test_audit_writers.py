@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import grpc
 import redis
-from remit.audit.log import read_lines, verify_lines
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from remit.audit.log import AnchorVerifier, read_lines, verify_lines
+from remit.distribution.signing import generate_keypair
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
-from tests.integration.test_ops import CLEAN_ENV, EPO_ALLOW, EPO_DENY, REMIT, Server
+from tests.integration.test_ops import CLEAN_ENV, EPO_ALLOW, EPO_DENY, REMIT, Server, metric
 from tests.support import ROOT
 from tests.support.redis_server import RedisServer
 
@@ -53,9 +57,18 @@ def _verify(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_two_workers_on_one_file_each_keep_a_chain_that_verifies(tmp_path: Path) -> None:
-    path = tmp_path / "decisions.jsonl"
+    path, key, pub = tmp_path / "decisions.jsonl", tmp_path / "audit.key", tmp_path / "audit.pub"
+    private, public = generate_keypair()
+    key.write_bytes(private)
+    pub.write_bytes(public)
     s = Server(
-        {"REMIT_WORKERS": "2", "REMIT_AUDIT_SINK": f"file:{path}", "REMIT_AUDIT_WRITER": "rep-a"},
+        {
+            "REMIT_WORKERS": "2",
+            "REMIT_AUDIT_SINK": f"file:{path}",
+            "REMIT_AUDIT_WRITER": "rep-a",
+            "REMIT_AUDIT_SIGNING_KEY": str(key),
+            "REMIT_AUDIT_ANCHOR_SECONDS": "1",
+        },
         metrics_ports=2,
     )
     answered: list[str] = []
@@ -68,6 +81,18 @@ def test_two_workers_on_one_file_each_keep_a_chain_that_verifies(tmp_path: Path)
             t.start()
         for t in threads:
             t.join()
+        # each worker's last anchor: in its metrics and in health detail
+        deadline = time.monotonic() + 10
+        while metric(s.scrape(), "remit_audit_anchor_seq") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the start anchor is seq 1; an interval anchor follows decisions
+        assert metric(s.scrape(), "remit_audit_anchor_seq") >= 2
+        assert metric(s.scrape(), "remit_audit_anchor_timestamp_seconds") > time.time() - 60
+        with grpc.insecure_channel(s.address) as ch:
+            _, call = health_pb2_grpc.HealthStub(ch).Check.with_call(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+        detail = dict(call.trailing_metadata())
+        assert re.fullmatch(r"\d+@\d+\.\d{3}", detail["remit-audit-anchor"])
         rc, _, err = s.stop()
     finally:
         s.kill()
@@ -79,26 +104,28 @@ def test_two_workers_on_one_file_each_keep_a_chain_that_verifies(tmp_path: Path)
     assert {w.split("/")[1] for w in writers} == {"w0", "w1"}
     assert all(w.startswith("rep-a/") for w in writers)
     assert len(answered) == 240
-    assert set(answered) <= {e["decision_id"] for e in entries}  # no answered one missing
-    result = verify_lines(read_lines(path))
+    assert set(answered) <= {e.get("decision_id") for e in entries}  # no answered one missing
+    result = verify_lines(read_lines(path), AnchorVerifier(public))
     assert result.ok, result
+    assert all(w.closed and w.anchors >= 3 for w in result.writers)  # start, interval, closing
     assert sorted(w.entries for w in result.writers) == sorted(
         sum(1 for e in entries if e["writer"] == w) for w in writers
     )
-    out = _verify(str(path))
+    out = _verify(str(path), "--public-key", str(pub))
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"{len(entries)} entries, chain intact (2 writer(s))" in out.stdout
     for w in writers:
         assert f"writer {w}:" in out.stdout
 
-    # one worker's entry edited in place: that writer is named, with the line
+    # one worker's last decision edited in place: that writer is named, with the line
     lines = path.read_text().splitlines(keepends=True)
-    victim = json.loads(lines[-1])
-    lines[-1] = lines[-1].replace('"EFFECT_', '"EFFECT_X', 1)
+    n = max(i for i, line in enumerate(lines) if '"EFFECT_' in line)
+    victim = json.loads(lines[n])
+    lines[n] = lines[n].replace('"EFFECT_', '"EFFECT_X', 1)
     path.write_text("".join(lines))
     out = _verify(str(path))
     assert out.returncode == 1
-    assert f"line {len(lines)}: entry was edited" in out.stdout
+    assert f"line {n + 1}: entry was edited" in out.stdout
     assert f"(writer {victim['writer']})" in out.stdout
 
 
@@ -142,6 +169,6 @@ def test_two_replicas_on_one_redis_stream_each_keep_a_chain_that_verifies(
     assert switches > 2, "the replicas' entries did not interleave"
     assert {w.split("/")[0] for w in writers} == {"rep-a", "rep-b"}
     assert len(answered) == 320
-    assert set(answered) <= {e["decision_id"] for e in entries}
+    assert set(answered) <= {e.get("decision_id") for e in entries}
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"{len(entries)} entries, chain intact (2 writer(s))" in out.stdout

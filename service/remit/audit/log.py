@@ -21,6 +21,7 @@ Exceptions: :class:`AuditUnavailable` (strict mode, the sink refused an entry).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
@@ -39,10 +40,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from cryptography.hazmat.primitives import serialization
 from google.protobuf import json_format
 
 from remit.audit.v1 import audit_pb2
+from remit.distribution.signing import Signer, Verifier
 from remit.engine.authorise import Outcome
+from remit.model.errors import PolicyError
 from remit.v1 import remit_pb2 as pb
 
 log = logging.getLogger("remit.audit")
@@ -61,6 +65,67 @@ def writer_id(name: str = "", worker: int = -1) -> str:
     n = next(_WRITERS)  # a second log in one process (tests, tools) is another writer
     again = f"-{n}" if n else ""
     return f"{base}{worker_part}/{os.getpid()}/{int(time.time() * 1000)}{again}"
+
+
+def key_id(public_pem: bytes) -> str:
+    """First 16 hex characters of the SHA-256 of an Ed25519 public key's raw bytes."""
+    key = serialization.load_pem_public_key(public_pem)
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class AnchorSigner:
+    """Signs a writer's anchors with the log's Ed25519 private key (PEM)."""
+
+    def __init__(self, private_pem: bytes) -> None:
+        self._signer = Signer(private_pem)
+        private = serialization.load_pem_private_key(private_pem, password=None)
+        public = private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.key_id = key_id(public)
+
+    @classmethod
+    def from_file(cls, path: Path) -> AnchorSigner:
+        return cls(path.read_bytes())
+
+    def sign(self, anchor_entry: dict[str, Any]) -> str:
+        """The base64 signature of an anchor line (its ``hash`` and ``signature`` unset)."""
+        return base64.b64encode(self._signer.sign(_signed_bytes(anchor_entry))).decode()
+
+
+class AnchorVerifier:
+    """Checks anchors against the log's Ed25519 public key (PEM)."""
+
+    def __init__(self, public_pem: bytes) -> None:
+        self._verifier = Verifier(public_pem)
+        self.key_id = key_id(public_pem)
+
+    @classmethod
+    def from_file(cls, path: Path) -> AnchorVerifier:
+        return cls(path.read_bytes())
+
+    def problem(self, anchor_entry: dict[str, Any]) -> str:
+        """What is wrong with an anchor's signature ("" if it verifies)."""
+        anchor = anchor_entry.get("anchor")
+        if not isinstance(anchor, dict):
+            return "anchor is not an object"
+        if anchor.get("key_id") != self.key_id:
+            return f"anchor signed by another key (key_id {str(anchor.get('key_id'))[:16]!r})"
+        try:
+            signature = base64.b64decode(str(anchor.get("signature", "")), validate=True)
+            self._verifier.verify(_signed_bytes(anchor_entry), signature)
+        except (ValueError, PolicyError):
+            return (
+                "anchor signature does not verify: the entries before it were edited and "
+                "re-chained, or the anchor was forged"
+            )
+        return ""
+
+
+def _signed_bytes(anchor_entry: dict[str, Any]) -> bytes:
+    anchor = dict(anchor_entry["anchor"], signature="")
+    return canonical(dict(anchor_entry, hash="", anchor=anchor))
 
 
 class AuditUnavailable(Exception):
@@ -230,6 +295,14 @@ class FileSink:
         os.write(self._fd, (line + "\n").encode())
         os.fsync(self._fd)
 
+    def recent_anchors(self, limit: int = 1 << 20) -> dict[str, tuple[int, str]]:
+        """Each writer's latest anchor (seq, hash) in the file's last ``limit`` bytes."""
+        with self.path.open("rb") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, end - limit))
+            tail = fh.read()
+        return _latest_anchors(tail.decode("utf-8", errors="replace").splitlines()[::-1])
+
     def close(self) -> None:
         os.close(self._fd)
 
@@ -253,6 +326,13 @@ class RedisStreamSink:
     def append(self, line: str) -> None:
         self._r.xadd(self.stream, {"entry": line})
 
+    def recent_anchors(self, limit: int = 5000) -> dict[str, tuple[int, str]]:
+        """Each writer's latest anchor (seq, hash) in the stream's last ``limit`` entries."""
+        rows: list[tuple[bytes, dict[bytes, bytes]]] = self._r.xrevrange(  # type: ignore[assignment]
+            self.stream, count=limit
+        )
+        return _latest_anchors(fields[b"entry"].decode() for _, fields in rows)
+
     def entries(self) -> Iterator[str]:
         rows: list[tuple[bytes, dict[bytes, bytes]]] = self._r.xrange(self.stream)  # type: ignore[assignment]
         for _, fields in rows:
@@ -260,6 +340,19 @@ class RedisStreamSink:
 
     def close(self) -> None:
         self._r.close()
+
+
+def _latest_anchors(newest_first: Iterable[str]) -> dict[str, tuple[int, str]]:
+    found: dict[str, tuple[int, str]] = {}
+    for text in newest_first:
+        if '"anchor":' not in text:
+            continue
+        for _, entry, _ in parse_lines([text]):
+            if entry is not None and isinstance(entry.get("anchor"), dict):
+                writer = str(entry.get("writer", ""))
+                if writer not in found:
+                    found[writer] = (int(entry.get("seq", 0)), str(entry.get("hash", "")))
+    return found
 
 
 @dataclass
@@ -279,6 +372,8 @@ class AuditLog:
         pseudonymiser: Pseudonymiser | None = None,
         buffer: int = 10_000,
         writer: str | None = None,
+        signer: AnchorSigner | None = None,
+        anchor_seconds: float = 60.0,
     ) -> None:
         if mode not in ("strict", "best-effort"):
             raise ValueError(f"audit mode {mode!r}: strict or best-effort")
@@ -291,6 +386,24 @@ class AuditLog:
         # continues another's chain (which is what made interleaved writers unverifiable)
         self.writer = writer if writer is not None else writer_id()
         self._seq, self._prev = 0, GENESIS
+        self.signer = signer
+        self.anchor_seconds = anchor_seconds
+        # (seq, unix time) of this writer's last anchor: health detail and metrics
+        self.last_anchor: tuple[int, float] = (0, 0.0)
+        self._closed = False
+        self._stop_anchors = threading.Event()
+        self._anchors: threading.Thread | None = None
+        if signer is not None:
+            try:
+                self.write_anchor()  # the chain starts signed, naming the writers before it
+            except Exception as exc:
+                raise OSError(
+                    f"decision log: cannot write the start anchor ({type(exc).__name__})"
+                ) from exc
+            self._anchors = threading.Thread(
+                target=self._anchor_loop, name="remit-audit-anchor", daemon=True
+            )
+            self._anchors.start()
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(buffer)
         self._thread: threading.Thread | None = None
         if mode == "best-effort":
@@ -308,6 +421,51 @@ class AuditLog:
             self.sink.append(body.replace('"hash":""', f'"hash":"{digest}"', 1))
             self._seq, self._prev = seq, digest
             self.stats.written += 1
+
+    def write_anchor(self, final: bool = False) -> None:
+        """Write a signed anchor of this writer's head now (``final``: the closing one)."""
+        if self.signer is None:
+            return
+        peers = self.sink.recent_anchors() if hasattr(self.sink, "recent_anchors") else {}
+        with self._lock:
+            seq = self._seq + 1
+            witnessed = [
+                {"writer": name, "seq": str(s), "hash": h}
+                for name, (s, h) in sorted(peers.items())
+                if name != self.writer
+            ]
+            entry: dict[str, Any] = {
+                "seq": str(seq),
+                "prev_hash": self._prev,
+                "hash": "",
+                "writer": self.writer,
+                "time": _rfc3339(datetime.now(UTC)),
+                "anchor": {
+                    "final": final,
+                    "witnessed": witnessed,
+                    "key_id": self.signer.key_id,
+                    "signature": "",
+                },
+            }
+            entry["anchor"]["signature"] = self.signer.sign(entry)
+            entry["hash"] = entry_hash(entry)
+            self.sink.append(canonical(entry).decode())
+            self._seq, self._prev = seq, entry["hash"]
+            self.last_anchor = (seq, time.time())
+
+    def _anchor_loop(self) -> None:
+        """Every ``anchor_seconds``: an anchor, when the chain has grown since the last."""
+        while not self._stop_anchors.wait(self.anchor_seconds):
+            if self._seq == self.last_anchor[0]:
+                continue
+            try:
+                self.write_anchor()
+            except Exception as exc:
+                log.error(
+                    "audit anchor not written (%s); next try in %.0fs",
+                    type(exc).__name__,
+                    self.anchor_seconds,
+                )
 
     def write_decision(self, outcome: Outcome, call: CallInfo) -> None:
         """Log one answered decision. Strict: written before this returns, else
@@ -348,11 +506,22 @@ class AuditLog:
                 log.error("audit sink failed (%s): entry dropped and counted", type(exc).__name__)
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Write everything queued (best-effort) and flush the sink."""
+        """Write everything queued (best-effort), the closing anchor (when anchors are
+        signed), and close the sink. Once only."""
+        if self._closed:
+            return
+        self._closed = True
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
+        if self._anchors is not None:
+            self._stop_anchors.set()
+            self._anchors.join(timeout)
+            try:
+                self.write_anchor(final=True)
+            except Exception as exc:
+                log.error("audit closing anchor not written (%s)", type(exc).__name__)
         self.sink.close()
 
 
@@ -397,8 +566,9 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
 
 @dataclass
 class WriterReport:
-    """One writer's chain as verified: its entries, the lines of its first and last entry
-    and its last seq; ``problem`` and ``line`` give its first broken link ("" if none)."""
+    """One writer's chain as verified: its entries, the lines of its first and last entry,
+    its last seq and hash, its anchors (the last one's line and seq, whether the writer
+    closed its chain); ``problem`` and ``line`` give its first problem ("" if none)."""
 
     writer: str
     entries: int = 0
@@ -406,29 +576,63 @@ class WriterReport:
     last_line: int = 0
     last_seq: int = 0
     last_hash: str = GENESIS
+    anchors: int = 0
+    anchor_line: int = 0
+    anchor_seq: int = 0
+    closed: bool = False
     line: int = 0
     problem: str = ""
+
+    @property
+    def unanchored(self) -> int:
+        """Entries after the writer's last anchor."""
+        return self.last_seq - self.anchor_seq
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The whole log: ``ok`` when every writer's chain is intact. ``line`` and ``problem``
-    are the first problem in the log (a line that is not an entry, or the first writer's
-    broken link); ``writers`` reports each writer, in order of first appearance."""
+    """The whole log: ``ok`` when every writer's chain is intact (and, given the public key,
+    anchored). ``line`` and ``problem`` are the log's first problem (a line that is not an
+    entry, or the earliest writer's problem); ``writers`` reports each writer, in order of
+    first appearance (a missing writer last); ``anchors_checked`` says whether signatures,
+    closing anchors and witnesses were checked."""
 
     ok: bool
     entries: int
     line: int = 0
     problem: str = ""
     writers: tuple[WriterReport, ...] = ()
+    anchors_checked: bool = False
 
 
-def verify_lines(lines: Iterator[tuple[int, dict[str, Any] | None, str]]) -> VerifyResult:
+@dataclass(frozen=True)
+class _Witness:
+    by: str
+    line: int
+    writer: str
+    seq: int
+    hash: str
+
+
+def verify_lines(
+    lines: Iterator[tuple[int, dict[str, Any] | None, str]],
+    anchors: AnchorVerifier | None = None,
+    allow_open: bool = False,
+) -> VerifyResult:
     """Check every writer's chain in an interleaved log: every line parses, every entry
     hashes to itself, links to its writer's entry before it, and no writer's sequence
     number is missing. A line that is not an entry stops the check (its writer cannot be
-    known); a broken link stops that writer's check, the others go on."""
+    known); a problem stops that writer's check, the others go on.
+
+    Given ``anchors`` (the public key) it also checks that every anchor's signature
+    verifies (an edit re-chained through an anchor cannot re-sign it), that every writer
+    ends with its closing anchor (a cut tail takes it away; ``allow_open`` accepts writers
+    still running or killed, reporting their unanchored entries), and that every writer
+    another writer's anchor witnessed is present up to the witnessed anchor (a writer
+    removed whole, or cut below what a peer saw)."""
     writers: dict[str, WriterReport] = {}
+    anchor_hashes: dict[tuple[str, int], str] = {}
+    witnesses: list[_Witness] = []
     count = 0
     for n, entry, _ in lines:
         if entry is None:
@@ -440,13 +644,93 @@ def verify_lines(lines: Iterator[tuple[int, dict[str, Any] | None, str]]) -> Ver
         if w.problem:
             continue
         problem = _link_problem(entry, w)
+        anchor = entry.get("anchor")
+        if not problem and w.closed:
+            problem = "entry after the writer's closing anchor"
+        if not problem and anchor is not None and anchors is not None:
+            problem = anchors.problem(entry)
         if problem:
             w.line, w.problem = n, problem
             continue
         w.entries, w.last_line, w.last_seq = w.entries + 1, n, int(entry.get("seq", 0))
         w.last_hash = str(entry["hash"])
+        if isinstance(anchor, dict):
+            w.anchors, w.anchor_line, w.anchor_seq = w.anchors + 1, n, w.last_seq
+            w.closed = anchor.get("final") is True
+            anchor_hashes[(name, w.last_seq)] = w.last_hash
+            for seen in anchor.get("witnessed") or ():
+                if isinstance(seen, dict):
+                    witnesses.append(
+                        _Witness(
+                            name,
+                            n,
+                            str(seen.get("writer", "")),
+                            _int(seen.get("seq")),
+                            str(seen.get("hash", "")),
+                        )
+                    )
         count += 1
-    return _result(writers, count)
+    if anchors is not None:
+        _check_anchoring(writers, anchor_hashes, witnesses, allow_open)
+    return _result(writers, count, anchors_checked=anchors is not None)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _check_anchoring(
+    writers: dict[str, WriterReport],
+    anchor_hashes: dict[tuple[str, int], str],
+    witnesses: list[_Witness],
+    allow_open: bool,
+) -> None:
+    """The checks that need the whole log: closing anchors and witnessed writers."""
+    for seen in witnesses:
+        w = writers.get(seen.writer)
+        where = f"at seq {seen.seq} by writer {seen.by}'s anchor on line {seen.line}"
+        if w is None:
+            writers[seen.writer] = WriterReport(
+                seen.writer,
+                line=seen.line,
+                problem=f"writer missing: witnessed {where}, but none of its lines are in the log",
+            )
+        elif w.problem or anchor_hashes.get((seen.writer, seen.seq)) == seen.hash:
+            continue  # already reported, or the witnessed anchor is there as seen
+        elif w.last_seq < seen.seq:
+            w.line, w.problem = (
+                w.last_line,
+                (
+                    f"cut: its chain ends at seq {w.last_seq} (line {w.last_line}) but it was "
+                    f"witnessed {where}"
+                ),
+            )
+        else:
+            w.line, w.problem = (
+                w.last_line,
+                (
+                    f"its anchor at seq {seen.seq} is not the one witnessed {where}: edited "
+                    "and re-chained"
+                ),
+            )
+    for w in writers.values():
+        if w.problem or w.closed or allow_open:
+            continue
+        if not w.anchors:
+            w.line, w.problem = w.last_line, "no anchor: the chain was never signed"
+        else:
+            w.line, w.problem = (
+                w.last_line,
+                (
+                    f"no closing anchor: {w.unanchored} entries after its last anchor (line "
+                    f"{w.anchor_line}, seq {w.anchor_seq}), to seq {w.last_seq} on line "
+                    f"{w.last_line}; the log was cut there, or the writer is still running or "
+                    "was killed"
+                ),
+            )
 
 
 def _link_problem(entry: dict[str, Any], w: WriterReport) -> str:
@@ -465,7 +749,11 @@ def _link_problem(entry: dict[str, Any], w: WriterReport) -> str:
 
 
 def _result(
-    writers: dict[str, WriterReport], count: int, line: int = 0, problem: str = ""
+    writers: dict[str, WriterReport],
+    count: int,
+    line: int = 0,
+    problem: str = "",
+    anchors_checked: bool = False,
 ) -> VerifyResult:
     reports = tuple(writers.values())
     if not problem:
@@ -474,7 +762,7 @@ def _result(
             first = min(broken, key=lambda w: w.line)
             who = f" (writer {first.writer})" if first.writer else ""
             line, problem = first.line, f"{first.problem}{who}"
-    return VerifyResult(not problem, count, line, problem, reports)
+    return VerifyResult(not problem, count, line, problem, reports, anchors_checked)
 
 
 def sink_from_spec(spec: str) -> Sink:

@@ -62,6 +62,7 @@ class DecisionLogEntry(_message.Message):
     DECISION_TIME_FIELD_NUMBER: _builtins.int
     TIME_CLAIMED_FIELD_NUMBER: _builtins.int
     WRITER_FIELD_NUMBER: _builtins.int
+    ANCHOR_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     prev_hash: _builtins.str
     hash: _builtins.str
@@ -114,6 +115,12 @@ class DecisionLogEntry(_message.Message):
     def masked_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Request fields that were present but are not logged as given (masked or dropped)."""
 
+    @_builtins.property
+    def anchor(self) -> Global___Anchor:
+        """Set on an anchor line only (which then carries just seq, prev_hash, hash, writer, time
+        and anchor): a signed checkpoint of this writer's chain. See Anchor.
+        """
+
     def __init__(
         self,
         *,
@@ -144,11 +151,83 @@ class DecisionLogEntry(_message.Message):
         decision_time: _builtins.str = ...,
         time_claimed: _builtins.bool = ...,
         writer: _builtins.str = ...,
+        anchor: Global___Anchor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_roles", b"actor_roles", "caller", b"caller", "case_ref_hmac", b"case_ref_hmac", "correlation_id", b"correlation_id", "council", b"council", "decision", b"decision", "decision_id", b"decision_id", "decision_time", b"decision_time", "deviation", b"deviation", "deviation_agreed_by", b"deviation_agreed_by", "effect", b"effect", "hash", b"hash", "latency_us", b"latency_us", "masked_fields", b"masked_fields", "matched_role", b"matched_role", "obligations", b"obligations", "policy_version", b"policy_version", "prev_hash", b"prev_hash", "request_id", b"request_id", "review", b"review", "rule_id", b"rule_id", "section", b"section", "seq", b"seq", "time", b"time", "time_claimed", b"time_claimed", "writer", b"writer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_roles", b"actor_roles", "anchor", b"anchor", "caller", b"caller", "case_ref_hmac", b"case_ref_hmac", "correlation_id", b"correlation_id", "council", b"council", "decision", b"decision", "decision_id", b"decision_id", "decision_time", b"decision_time", "deviation", b"deviation", "deviation_agreed_by", b"deviation_agreed_by", "effect", b"effect", "hash", b"hash", "latency_us", b"latency_us", "masked_fields", b"masked_fields", "matched_role", b"matched_role", "obligations", b"obligations", "policy_version", b"policy_version", "prev_hash", b"prev_hash", "request_id", b"request_id", "review", b"review", "rule_id", b"rule_id", "section", b"section", "seq", b"seq", "time", b"time", "time_claimed", b"time_claimed", "writer", b"writer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DecisionLogEntry: _TypeAlias = DecisionLogEntry  # noqa: Y015
+
+@_typing.final
+class Anchor(_message.Message):
+    """A signed checkpoint of one writer's chain, written as an entry of that chain: at start,
+    every REMIT_AUDIT_ANCHOR_SECONDS when the chain has grown, and at shutdown (`final`). Its
+    `prev_hash` is the head it anchors. The signature (Ed25519, REMIT_AUDIT_SIGNING_KEY)
+    covers the whole anchor line's canonical JSON with `hash` and `signature` set to "", so
+    re-chaining entries before it, deleting entries up to it, or cutting a writer's tail off
+    (its final anchor with it) cannot pass `remit audit verify --public-key`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINAL_FIELD_NUMBER: _builtins.int
+    WITNESSED_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    final: _builtins.bool
+    """The writer's closing anchor, written at shutdown: nothing of this writer follows it."""
+    key_id: _builtins.str
+    """First 16 hex characters of the SHA-256 of the signing key's raw public key."""
+    signature: _builtins.str
+    """Base64 Ed25519 signature."""
+    @_builtins.property
+    def witnessed(self) -> _containers.RepeatedCompositeFieldContainer[Global___Witness]:
+        """The latest anchor of every other writer found in the sink's tail when this one was
+        written: a writer whose lines were all removed is still named by its peers.
+        """
+
+    def __init__(
+        self,
+        *,
+        final: _builtins.bool = ...,
+        witnessed: _abc.Iterable[Global___Witness] | None = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "key_id", b"key_id", "signature", b"signature", "witnessed", b"witnessed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Anchor: _TypeAlias = Anchor  # noqa: Y015
+
+@_typing.final
+class Witness(_message.Message):
+    """Another writer's anchor as seen by the writer of an anchor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WRITER_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    writer: _builtins.str
+    seq: _builtins.int
+    hash: _builtins.str
+    def __init__(
+        self,
+        *,
+        writer: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hash", b"hash", "seq", b"seq", "writer", b"writer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Witness: _TypeAlias = Witness  # noqa: Y015
