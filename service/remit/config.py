@@ -253,6 +253,11 @@ class Config:
     audit_anchor_seconds: int = _setting(
         env="REMIT_AUDIT_ANCHOR_SECONDS", parse=_int_between(1, 86400), default=60
     )
+    # Strict mode: how long (ms) a unary call's entry waits for concurrent calls to share
+    # its write and fsync (0: only the calls that arrive while a write is in progress).
+    audit_group_window_ms: int = _setting(
+        env="REMIT_AUDIT_GROUP_WINDOW_MS", parse=_int_between(0, 100), default=0
+    )
     # Key for the HMAC of case references in the log (hex); unset = a per-process key.
     audit_hmac_key: str = _setting(env="REMIT_AUDIT_HMAC_KEY", parse=_hex_key, default="")
     # Replicas refuse bundles not signed by this Ed25519 public key (PEM), when set.

@@ -34,7 +34,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -271,6 +271,11 @@ class StreamSink:
         self._stream.write(line + "\n")
         self._stream.flush()
 
+    def append_many(self, lines: list[str]) -> None:
+        """Several lines in one write and one flush."""
+        self._stream.write("".join(line + "\n" for line in lines))
+        self._stream.flush()
+
     def close(self) -> None:
         self._stream.flush()
 
@@ -292,7 +297,14 @@ class FileSink:
         return int(entry.get("seq", 0)), str(entry.get("hash", ""))
 
     def append(self, line: str) -> None:
-        os.write(self._fd, (line + "\n").encode())
+        self.append_many([line])
+
+    def append_many(self, lines: list[str]) -> None:
+        """Several lines in one write and one fsync (a group commit)."""
+        data = "".join(line + "\n" for line in lines).encode()
+        view = memoryview(data)
+        while view:  # a regular file takes it all at once; a short write is continued
+            view = view[os.write(self._fd, view) :]
         os.fsync(self._fd)
 
     def recent_anchors(self, limit: int = 1 << 20) -> dict[str, tuple[int, str]]:
@@ -325,6 +337,13 @@ class RedisStreamSink:
 
     def append(self, line: str) -> None:
         self._r.xadd(self.stream, {"entry": line})
+
+    def append_many(self, lines: list[str]) -> None:
+        """Several XADDs in one pipelined round trip (MULTI/EXEC: all or none)."""
+        pipe = self._r.pipeline(transaction=True)
+        for line in lines:
+            pipe.xadd(self.stream, {"entry": line})
+        pipe.execute()
 
     def recent_anchors(self, limit: int = 5000) -> dict[str, tuple[int, str]]:
         """Each writer's latest anchor (seq, hash) in the stream's last ``limit`` entries."""
@@ -360,6 +379,16 @@ class AuditStats:
     written: int = 0
     dropped: int = 0
     failed: int = 0
+    groups: int = 0  # sink writes (each one fsync for a file): entries / groups = group size
+
+
+@dataclass
+class _Ticket:
+    """One caller's entries waiting for a strict group commit."""
+
+    entries: list[dict[str, Any]]
+    done: bool = False
+    error: BaseException | None = None
 
 
 class AuditLog:
@@ -374,6 +403,7 @@ class AuditLog:
         writer: str | None = None,
         signer: AnchorSigner | None = None,
         anchor_seconds: float = 60.0,
+        group_window: float = 0.0,
     ) -> None:
         if mode not in ("strict", "best-effort"):
             raise ValueError(f"audit mode {mode!r}: strict or best-effort")
@@ -405,22 +435,42 @@ class AuditLog:
             )
             self._anchors.start()
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(buffer)
+        # strict group commit: callers queue tickets; one of them (the leader) writes every
+        # ticket waiting, after ``group_window`` seconds, in one sink write, and wakes the rest
+        self.group_window = group_window
+        self._group = threading.Condition()
+        self._pending: list[_Ticket] = []
+        self._leading = False
+        # best-effort: entries lost (buffer full, sink failing) not yet recorded as a gap
+        self._gap: dict[str, Any] | None = None
         self._thread: threading.Thread | None = None
         if mode == "best-effort":
             self._thread = threading.Thread(target=self._drain, name="remit-audit", daemon=True)
             self._thread.start()
 
-    def _chain_and_write(self, entry: dict[str, Any]) -> None:
+    def _chain_and_write(self, entries: list[dict[str, Any]]) -> None:
+        """Chain ``entries`` onto this writer's head and write them in one sink write; the
+        head moves only once the sink has accepted them all."""
         with self._lock:
-            seq = self._seq + 1
-            entry["seq"], entry["prev_hash"], entry["hash"] = str(seq), self._prev, ""
-            entry["writer"] = self.writer
-            body = canonical(entry).decode()  # with "hash":"" — what the hash covers
-            digest = hashlib.sha256(body.encode()).hexdigest()
-            # keys are sorted and quotes inside values are escaped, so this is the hash key
-            self.sink.append(body.replace('"hash":""', f'"hash":"{digest}"', 1))
-            self._seq, self._prev = seq, digest
-            self.stats.written += 1
+            seq, prev, lines = self._seq, self._prev, []
+            for entry in entries:
+                seq += 1
+                entry["seq"], entry["prev_hash"], entry["hash"] = str(seq), prev, ""
+                entry["writer"] = self.writer
+                body = canonical(entry).decode()  # with "hash":"" — what the hash covers
+                prev = hashlib.sha256(body.encode()).hexdigest()
+                # keys are sorted and quotes inside values are escaped, so this is the hash key
+                lines.append(body.replace('"hash":""', f'"hash":"{prev}"', 1))
+                entry["hash"] = prev
+            append_many = getattr(self.sink, "append_many", None)
+            if append_many is not None:
+                append_many(lines)
+            else:
+                for line in lines:
+                    self.sink.append(line)
+            self._seq, self._prev = seq, prev
+            self.stats.written += len(lines)
+            self.stats.groups += 1
 
     def write_anchor(self, final: bool = False) -> None:
         """Write a signed anchor of this writer's head now (``final``: the closing one)."""
@@ -468,42 +518,128 @@ class AuditLog:
                 )
 
     def write_decision(self, outcome: Outcome, call: CallInfo) -> None:
-        """Log one answered decision. Strict: written before this returns, else
-        :class:`AuditUnavailable` (the caller must not return the answer); best-effort:
-        queued, and a full queue counts a drop."""
-        entry = build_entry(outcome, call, self.pseudonymise)
-        if self.mode == "strict":
-            try:
-                self._chain_and_write(entry)
-            except Exception as exc:
-                self.stats.failed += 1
-                log.error(
-                    "audit sink refused an entry (%s): no decision returned", type(exc).__name__
-                )
-                raise AuditUnavailable(
-                    "decision log unavailable; no decision was returned"
-                ) from exc
+        """Log one answered decision: :meth:`write_decisions` of one."""
+        self.write_decisions([(outcome, call)])
+
+    def write_decisions(self, decided: Sequence[tuple[Outcome, CallInfo]]) -> None:
+        """Log answered decisions (a batch, a stream message, or one call). Strict: written
+        (and for a file, fsync'd) before this returns, in one group with whatever other
+        callers are waiting, else :class:`AuditUnavailable` for all of them (none of the
+        answers may be returned); best-effort: queued, and a full queue counts drops that
+        the log itself then records in a gap entry."""
+        entries = [build_entry(outcome, call, self.pseudonymise) for outcome, call in decided]
+        if not entries:
             return
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
+        if self.mode == "strict":
+            self._commit(entries)
+            return
+        for entry in entries:
+            try:
+                self._queue.put_nowait(entry)
+            except queue.Full:
+                self._lost(1)
+
+    def _commit(self, entries: list[dict[str, Any]]) -> None:
+        """Strict group commit: wait until ``entries`` are durable, leading the group when
+        no one else is writing."""
+        ticket = _Ticket(entries)
+        with self._group:
+            self._pending.append(ticket)
+            while self._leading and not ticket.done:
+                self._group.wait()
+            lead = not ticket.done
+            if lead:
+                self._leading = True
+        if lead:
+            if self.group_window > 0:
+                time.sleep(self.group_window)  # let concurrent calls join this group
+            with self._group:
+                group, self._pending = self._pending, []
+            error: BaseException | None = None
+            try:
+                self._chain_and_write([e for t in group for e in t.entries])
+            except Exception as exc:
+                error = exc
+            with self._group:
+                for t in group:
+                    t.done, t.error = True, error
+                self._leading = False
+                self._group.notify_all()
+        if ticket.error is not None:
             with self._lock:
-                self.stats.dropped += 1
-                dropped = self.stats.dropped
-            if dropped == 1 or dropped % 1000 == 0:
-                log.warning("audit buffer full: %d entries dropped so far", dropped)
+                self.stats.failed += len(entries)
+            log.error(
+                "audit sink refused an entry (%s): no decision returned",
+                type(ticket.error).__name__,
+            )
+            raise AuditUnavailable(
+                "decision log unavailable; no decision was returned"
+            ) from ticket.error
+
+    def _lost(self, count: int) -> None:
+        """Best-effort: ``count`` entries will never be written; count them for the stats
+        and for the next gap entry."""
+        now = _rfc3339(datetime.now(UTC))
+        with self._lock:
+            self.stats.dropped += count
+            dropped = self.stats.dropped
+            if self._gap is None:
+                self._gap = {"dropped": 0, "first": now}
+            self._gap["dropped"] += count
+            self._gap["last"] = now
+        if dropped == count or dropped // 1000 != (dropped - count) // 1000:
+            log.warning("audit entries dropped: %d so far, recorded as gap entries", dropped)
+
+    def _take_gap(self) -> dict[str, Any] | None:
+        """The gap entry for the entries lost since the last one (None if none were)."""
+        with self._lock:
+            gap, self._gap = self._gap, None
+        if gap is None:
+            return None
+        return {
+            "seq": "0",
+            "prev_hash": "",
+            "hash": "",
+            "writer": "",
+            "time": _rfc3339(datetime.now(UTC)),
+            "gap": {"dropped": str(gap["dropped"]), "first": gap["first"], "last": gap["last"]},
+        }
+
+    def _write_best_effort(self, entries: list[dict[str, Any]]) -> None:
+        """One group: a gap entry first when entries were lost since the last group."""
+        gap = self._take_gap()
+        group = [gap, *entries] if gap is not None else entries
+        try:
+            self._chain_and_write(group)
+        except Exception as exc:
+            log.error("audit sink failed (%s): entries dropped and counted", type(exc).__name__)
+            with self._lock:  # the gap not written is still owed, with these entries
+                if gap is not None:
+                    owed = self._gap or {"dropped": 0, "last": gap["gap"]["last"]}
+                    owed["dropped"] += int(gap["gap"]["dropped"])
+                    owed["first"] = gap["gap"]["first"]
+                    self._gap = owed
+            if entries:
+                self._lost(len(entries))
 
     def _drain(self) -> None:
+        """Best-effort writer: everything queued so far (up to 1,000 entries) per group."""
         while True:
-            entry = self._queue.get()
-            if entry is None:
+            item = self._queue.get()
+            stop, entries = item is None, [] if item is None else [item]
+            while not stop and len(entries) < 1000:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                else:
+                    entries.append(item)
+            if entries:
+                self._write_best_effort(entries)
+            if stop:
                 return
-            try:
-                self._chain_and_write(entry)
-            except Exception as exc:
-                with self._lock:
-                    self.stats.dropped += 1
-                log.error("audit sink failed (%s): entry dropped and counted", type(exc).__name__)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Write everything queued (best-effort), the closing anchor (when anchors are
@@ -515,6 +651,8 @@ class AuditLog:
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
+            if self._gap is not None:
+                self._write_best_effort([])  # the last drops, recorded before closing
         if self._anchors is not None:
             self._stop_anchors.set()
             self._anchors.join(timeout)
@@ -576,6 +714,8 @@ class WriterReport:
     last_line: int = 0
     last_seq: int = 0
     last_hash: str = GENESIS
+    gaps: int = 0
+    dropped: int = 0  # entries the writer lost (best-effort), as its gap entries count them
     anchors: int = 0
     anchor_line: int = 0
     anchor_seq: int = 0
@@ -654,6 +794,9 @@ def verify_lines(
             continue
         w.entries, w.last_line, w.last_seq = w.entries + 1, n, int(entry.get("seq", 0))
         w.last_hash = str(entry["hash"])
+        gap = entry.get("gap")
+        if isinstance(gap, dict):
+            w.gaps, w.dropped = w.gaps + 1, w.dropped + max(_int(gap.get("dropped")), 0)
         if isinstance(anchor, dict):
             w.anchors, w.anchor_line, w.anchor_seq = w.anchors + 1, n, w.last_seq
             w.closed = anchor.get("final") is True

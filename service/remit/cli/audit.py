@@ -45,6 +45,8 @@ def _verify(args: argparse.Namespace) -> int:
     for w in result.writers:
         name = w.writer or "(no writer named)"
         state = f"broken at line {w.line}: {w.problem}" if w.problem else "chain intact"
+        if w.gaps:
+            state += f", {w.dropped} entries lost in {w.gaps} gap(s)"
         if w.anchors and not w.problem:
             state += ", closed" if w.closed else f", open: {w.unanchored} entries unanchored"
         print(

@@ -268,6 +268,7 @@ def serve_forever(config: Config) -> int:
             if config.audit_signing_key
             else None,
             anchor_seconds=config.audit_anchor_seconds,
+            group_window=config.audit_group_window_ms / 1000,
         )
         access = (
             AccessPolicy.from_file(config.access_file)

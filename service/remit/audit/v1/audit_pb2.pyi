@@ -63,6 +63,7 @@ class DecisionLogEntry(_message.Message):
     TIME_CLAIMED_FIELD_NUMBER: _builtins.int
     WRITER_FIELD_NUMBER: _builtins.int
     ANCHOR_FIELD_NUMBER: _builtins.int
+    GAP_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     prev_hash: _builtins.str
     hash: _builtins.str
@@ -121,6 +122,12 @@ class DecisionLogEntry(_message.Message):
         and anchor): a signed checkpoint of this writer's chain. See Anchor.
         """
 
+    @_builtins.property
+    def gap(self) -> Global___Gap:
+        """Set on a gap line only (which then carries just seq, prev_hash, hash, writer, time and
+        gap): best-effort entries this writer lost and never wrote. See Gap.
+        """
+
     def __init__(
         self,
         *,
@@ -152,14 +159,45 @@ class DecisionLogEntry(_message.Message):
         time_claimed: _builtins.bool = ...,
         writer: _builtins.str = ...,
         anchor: Global___Anchor | None = ...,
+        gap: Global___Gap | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor", "gap", b"gap"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_roles", b"actor_roles", "anchor", b"anchor", "caller", b"caller", "case_ref_hmac", b"case_ref_hmac", "correlation_id", b"correlation_id", "council", b"council", "decision", b"decision", "decision_id", b"decision_id", "decision_time", b"decision_time", "deviation", b"deviation", "deviation_agreed_by", b"deviation_agreed_by", "effect", b"effect", "hash", b"hash", "latency_us", b"latency_us", "masked_fields", b"masked_fields", "matched_role", b"matched_role", "obligations", b"obligations", "policy_version", b"policy_version", "prev_hash", b"prev_hash", "request_id", b"request_id", "review", b"review", "rule_id", b"rule_id", "section", b"section", "seq", b"seq", "time", b"time", "time_claimed", b"time_claimed", "writer", b"writer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_roles", b"actor_roles", "anchor", b"anchor", "caller", b"caller", "case_ref_hmac", b"case_ref_hmac", "correlation_id", b"correlation_id", "council", b"council", "decision", b"decision", "decision_id", b"decision_id", "decision_time", b"decision_time", "deviation", b"deviation", "deviation_agreed_by", b"deviation_agreed_by", "effect", b"effect", "gap", b"gap", "hash", b"hash", "latency_us", b"latency_us", "masked_fields", b"masked_fields", "matched_role", b"matched_role", "obligations", b"obligations", "policy_version", b"policy_version", "prev_hash", b"prev_hash", "request_id", b"request_id", "review", b"review", "rule_id", b"rule_id", "section", b"section", "seq", b"seq", "time", b"time", "time_claimed", b"time_claimed", "writer", b"writer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DecisionLogEntry: _TypeAlias = DecisionLogEntry  # noqa: Y015
+
+@_typing.final
+class Gap(_message.Message):
+    """Best-effort mode: entries lost (the buffer was full, or the sink failed) since the
+    writer's previous gap line, written into the chain by the writer's next group.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DROPPED_FIELD_NUMBER: _builtins.int
+    FIRST_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    dropped: _builtins.int
+    first: _builtins.str
+    """RFC 3339, UTC: when the first and the last of them were lost."""
+    last: _builtins.str
+    def __init__(
+        self,
+        *,
+        dropped: _builtins.int = ...,
+        first: _builtins.str = ...,
+        last: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "first", b"first", "last", b"last"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Gap: _TypeAlias = Gap  # noqa: Y015
 
 @_typing.final
 class Anchor(_message.Message):
