@@ -139,7 +139,7 @@ def main() -> int:
                 "file_over_stdout": round(medians["file"] / medians["stdout"], 3),
                 "file_entries": verified.entries,
                 "file_verifies": verified.ok,
-                "file_writers": len(verified.writers),
+                "file_writers": len(getattr(verified, "writers", ())),  # older code: no writers
             },
             indent=2,
         )
