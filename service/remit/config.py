@@ -154,6 +154,13 @@ def _audit_sink(raw: str) -> str:
     raise ValueError("want stdout, file:PATH or redis:URL[#stream]")
 
 
+def _writer_name(raw: str) -> str:
+    name = raw.strip()
+    if len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError("at most 64 letters, digits, '-', '_' or '.'")
+    return name
+
+
 def _hex_key(raw: str) -> str:
     key = raw.strip()
     if not key:
@@ -234,6 +241,22 @@ class Config:
     audit_sink: str = _setting(env="REMIT_AUDIT_SINK", parse=_audit_sink, default="stdout")
     audit_mode: str = _setting(
         env="REMIT_AUDIT_MODE", parse=_choice("strict", "best-effort"), default="strict"
+    )
+    # This replica's name in the decision log's writer ids (unset: the host name); each
+    # process (worker) still writes its own chain, named NAME[/wN]/PID/START.
+    audit_writer: str = _setting(env="REMIT_AUDIT_WRITER", parse=_writer_name, default="")
+    # Ed25519 private key (PEM) signing the log's anchors (checkpoints of each writer's
+    # chain, at start, every REMIT_AUDIT_ANCHOR_SECONDS and at shutdown); unset = no anchors.
+    audit_signing_key: Path | None = _setting(  # noqa: RUF009
+        env="REMIT_AUDIT_SIGNING_KEY", parse=_optional_file, default=None
+    )
+    audit_anchor_seconds: int = _setting(
+        env="REMIT_AUDIT_ANCHOR_SECONDS", parse=_int_between(1, 86400), default=60
+    )
+    # Strict mode: how long (ms) a unary call's entry waits for concurrent calls to share
+    # its write and fsync (0: only the calls that arrive while a write is in progress).
+    audit_group_window_ms: int = _setting(
+        env="REMIT_AUDIT_GROUP_WINDOW_MS", parse=_int_between(0, 100), default=0
     )
     # Key for the HMAC of case references in the log (hex); unset = a per-process key.
     audit_hmac_key: str = _setting(env="REMIT_AUDIT_HMAC_KEY", parse=_hex_key, default="")

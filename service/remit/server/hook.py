@@ -14,14 +14,24 @@ at the engine rather than from the wire. Its consumers, in this order:
    decision and effect, and their latency) and tracing (one span per decision).
 
 So unary, batch and stream decisions are logged, counted and traced alike.
+
+Group commit: inside ``with hook.group() as g`` (one AuthoriseBatch, one AuthoriseStream
+message) :meth:`DecisionHook.answered` only collects; leaving the block writes every
+collected entry in one group (one sink write, one fsync), then runs the observers. If the
+log refused the group, ``g.failed`` is set and none of its answers may be returned: the
+servicer turns each into UNAVAILABLE. Unary calls are grouped inside the log itself
+(concurrent callers share a commit: :meth:`~remit.audit.log.AuditLog.write_decisions`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextvars
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from remit.audit.log import AuditLog, CallInfo
+from remit.audit.log import AuditLog, AuditUnavailable, CallInfo
 from remit.engine.authorise import Outcome
 
 
@@ -30,6 +40,17 @@ class DecisionObserver(Protocol):
 
     def on_decision(self, outcome: Outcome, call: CallInfo) -> None:
         """See one answered, logged decision; must not raise for a good outcome."""
+
+
+@dataclass
+class Group:
+    """The decisions of one batch or stream message, written to the log together."""
+
+    decided: list[tuple[Outcome, CallInfo]] = field(default_factory=list)
+    failed: AuditUnavailable | None = None
+
+
+_GROUP: contextvars.ContextVar[Group | None] = contextvars.ContextVar("remit_group", default=None)
 
 
 class DecisionHook:
@@ -42,6 +63,31 @@ class DecisionHook:
     def answered(self, outcome: Outcome, call: CallInfo) -> None:
         """Log, count and trace one decision. Raises AuditUnavailable (strict mode) when
         the decision log refused its entry: the answer must then not be returned."""
+        group = _GROUP.get()
+        if group is not None:
+            group.decided.append((outcome, call))  # written when the group closes
+            return
         self.audit.write_decision(outcome, call)
+        self._observe(outcome, call)
+
+    def _observe(self, outcome: Outcome, call: CallInfo) -> None:
         for observer in self.observers:
             observer.on_decision(outcome, call)
+
+    @contextmanager
+    def group(self) -> Iterator[Group]:
+        """Collect the decisions answered in the block and log them in one group as it
+        closes; ``failed`` is set if the log refused them (strict mode)."""
+        group = Group()
+        token = _GROUP.set(group)
+        try:
+            yield group
+        finally:
+            _GROUP.reset(token)
+        try:
+            self.audit.write_decisions(group.decided)
+        except AuditUnavailable as exc:
+            group.failed = exc
+            return
+        for outcome, call in group.decided:
+            self._observe(outcome, call)

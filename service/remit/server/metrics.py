@@ -23,6 +23,8 @@ Metrics (all prefixed ``remit_``):
 * ``redis_state{state}`` — 1 for the current state (disabled, connected, unreachable).
 * ``audit_dropped_total`` — decision-log entries the audit sink dropped (its ``dropped``
   attribute; a sink without one never drops: it fails the call instead).
+* ``audit_anchor_seq``, ``audit_anchor_timestamp_seconds`` — this writer's last signed anchor
+  of the decision log (0 when anchors are off).
 """
 
 from __future__ import annotations
@@ -46,10 +48,14 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 
 class _StatusCollector(Collector):
     def __init__(
-        self, status: Callable[[], SourceStatus], audit_dropped: Callable[[], int]
+        self,
+        status: Callable[[], SourceStatus],
+        audit_dropped: Callable[[], int],
+        audit_anchor: Callable[[], tuple[int, float]],
     ) -> None:
         self._status = status
         self._audit_dropped = audit_dropped
+        self._audit_anchor = audit_anchor
 
     def collect(self) -> Iterable[Any]:
         s = self._status()
@@ -80,6 +86,15 @@ class _StatusCollector(Collector):
             "Decision-log entries dropped by the audit sink",
             value=self._audit_dropped(),
         )
+        seq, at = self._audit_anchor()
+        yield GaugeMetricFamily(
+            "remit_audit_anchor_seq", "Seq of this writer's last decision-log anchor", value=seq
+        )
+        yield GaugeMetricFamily(
+            "remit_audit_anchor_timestamp_seconds",
+            "Unix time of this writer's last decision-log anchor",
+            value=at,
+        )
 
 
 class Metrics:
@@ -87,6 +102,7 @@ class Metrics:
         self,
         status: Callable[[], SourceStatus],
         audit_dropped: Callable[[], int] = lambda: 0,
+        audit_anchor: Callable[[], tuple[int, float]] = lambda: (0, 0.0),
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -107,7 +123,7 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge("remit_rpcs_in_flight", "RPCs being handled", registry=r)
-        r.register(_StatusCollector(status, audit_dropped))
+        r.register(_StatusCollector(status, audit_dropped, audit_anchor))
         self._http: WSGIServer | None = None
         self._http_thread: threading.Thread | None = None
 

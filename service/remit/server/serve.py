@@ -14,7 +14,8 @@ exit 0. ``workers > 1`` hands over to the pre-fork supervisor in :mod:`remit.ser
 
 Health detail: grpc.health.v1 has no detail field, so every ``Check`` answer carries trailing
 metadata ``remit-policy-version``, ``remit-policy-origin``, ``remit-redis``,
-``remit-policy-last-reload`` (unix seconds), ``remit-policy-detail`` and ``remit-pid``;
+``remit-policy-last-reload`` (unix seconds), ``remit-policy-detail``, ``remit-pid`` and
+``remit-audit-anchor`` (this writer's last decision-log anchor, ``SEQ@UNIXTIME``);
 ``remit health`` prints them.
 """
 
@@ -36,7 +37,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from remit.audit.log import AuditLog, Pseudonymiser, StreamSink, sink_from_spec
+from remit.audit.log import (
+    AnchorSigner,
+    AuditLog,
+    Pseudonymiser,
+    StreamSink,
+    sink_from_spec,
+    writer_id,
+)
 from remit.config import Config, ConfigError
 from remit.distribution.holder import PolicyHolder
 from remit.distribution.source import SourceStatus, open_source
@@ -69,9 +77,14 @@ def _ascii(text: str, limit: int = 200) -> str:
 class RemitHealth(health.HealthServicer):  # type: ignore[misc]
     """grpc.health.v1 with the policy version and Redis state in trailing metadata."""
 
-    def __init__(self, status: Callable[[], SourceStatus]) -> None:
+    def __init__(
+        self,
+        status: Callable[[], SourceStatus],
+        audit_anchor: Callable[[], tuple[int, float]] | None = None,
+    ) -> None:
         super().__init__()
         self._status = status
+        self._audit_anchor = audit_anchor
 
     def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
         response = super().Check(request, context)
@@ -84,9 +97,17 @@ class RemitHealth(health.HealthServicer):  # type: ignore[misc]
                 ("remit-policy-last-reload", f"{s.last_reload:.3f}"),
                 ("remit-policy-detail", _ascii(s.detail)),
                 ("remit-pid", str(os.getpid())),
+                *self._anchor_detail(),
             )
         )
         return response
+
+    def _anchor_detail(self) -> tuple[tuple[str, str], ...]:
+        """``remit-audit-anchor``: this writer's last decision-log anchor, "SEQ@UNIXTIME"."""
+        if self._audit_anchor is None:
+            return ()
+        seq, at = self._audit_anchor()
+        return (("remit-audit-anchor", f"{seq}@{at:.3f}"),)
 
     def set_all(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -242,6 +263,12 @@ def serve_forever(config: Config) -> int:
             sink_from_spec(config.audit_sink),
             config.audit_mode,
             Pseudonymiser(bytes.fromhex(config.audit_hmac_key) if config.audit_hmac_key else None),
+            writer=writer_id(config.audit_writer, config.worker_index),
+            signer=AnchorSigner.from_file(config.audit_signing_key)
+            if config.audit_signing_key
+            else None,
+            anchor_seconds=config.audit_anchor_seconds,
+            group_window=config.audit_group_window_ms / 1000,
         )
         access = (
             AccessPolicy.from_file(config.access_file)
@@ -258,8 +285,8 @@ def serve_forever(config: Config) -> int:
         else None
     )
     tracing = setup_tracing(config)
-    metrics = Metrics(source.status, lambda: audit.stats.dropped)
-    health_servicer = RemitHealth(source.status)
+    metrics = Metrics(source.status, lambda: audit.stats.dropped, lambda: audit.last_anchor)
+    health_servicer = RemitHealth(source.status, lambda: audit.last_anchor)
     deps = Deps(
         source.holder,
         audit,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grpc
 from google.rpc import code_pb2
@@ -159,11 +159,21 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
         if too_many is not None:
             raise too_many
         policies = self._holder.current()  # the whole batch under one version
-        return pb.AuthoriseBatchResponse(
-            results=[
-                authorise_item(policies, item, self._hook, self._window) for item in request.items
-            ]
-        )
+        return pb.AuthoriseBatchResponse(results=self._items(policies, request.items))
+
+    def _items(self, policies: PolicySet, items: Sequence[pb.BatchItem]) -> list[pb.BatchResult]:
+        """A batch's or stream message's items, their entries logged as one group (one
+        fsync); if the log refused the group, every answered item is UNAVAILABLE."""
+        with self._hook.group() as group:
+            results = [authorise_item(policies, item, self._hook, self._window) for item in items]
+        if group.failed is None:
+            return results
+        return [
+            _item_error(r.correlation_id, code_pb2.UNAVAILABLE, str(group.failed))
+            if r.HasField("response")
+            else r
+            for r in results
+        ]
 
     def AuthoriseStream(
         self, request_iterator: Iterator[pb.AuthoriseStreamRequest], context: grpc.ServicerContext
@@ -177,12 +187,7 @@ class AuthorisationServicer(pb_grpc.AuthorisationServiceServicer):
                 yield pb.AuthoriseStreamResponse(results=results)
                 continue
             policies = self._holder.current()  # each message under one version
-            yield pb.AuthoriseStreamResponse(
-                results=[
-                    authorise_item(policies, item, self._hook, self._window)
-                    for item in message.items
-                ]
-            )
+            yield pb.AuthoriseStreamResponse(results=self._items(policies, message.items))
 
     def ListPermittedDecisions(
         self, request: pb.ListPermittedDecisionsRequest, context: grpc.ServicerContext

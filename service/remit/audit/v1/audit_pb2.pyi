@@ -24,10 +24,13 @@ class DecisionLogEntry(_message.Message):
     policy. Written as one JSON line (proto field names) per answered decision. It never
     holds names, dates of birth, free text or the context facts of a request.
 
-    Entries form a hash chain per sink: `hash` is the SHA-256 of the entry's canonical JSON
-    (sorted keys, no spaces, every field present) with `hash` set to ""; `prev_hash` is the
-    previous entry's `hash` (64 zeros for the first); `seq` counts from 1. `remit audit
-    verify` reports the first edited, broken or missing link.
+    Entries form a hash chain per writer (one process: a replica's worker, named by
+    `writer`), so several writers may share one file or stream, interleaved: `hash` is the
+    SHA-256 of the entry's canonical JSON (sorted keys, no spaces, every field present) with
+    `hash` set to ""; `prev_hash` is the same writer's previous entry's `hash` (64 zeros for
+    its first); `seq` counts that writer's entries from 1. `remit audit verify` checks every
+    writer's chain and reports the first edited, broken or missing link of each. Entries
+    written before `writer` existed have writer "" and form one chain per sink.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -58,6 +61,9 @@ class DecisionLogEntry(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     DECISION_TIME_FIELD_NUMBER: _builtins.int
     TIME_CLAIMED_FIELD_NUMBER: _builtins.int
+    WRITER_FIELD_NUMBER: _builtins.int
+    ANCHOR_FIELD_NUMBER: _builtins.int
+    GAP_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     prev_hash: _builtins.str
     hash: _builtins.str
@@ -96,6 +102,10 @@ class DecisionLogEntry(_message.Message):
     """The claimed decision_time differs from the server's time by more than five minutes (a
     retrospective decision, e.g. Torbay 6.10, 11.4): flagged for review.
     """
+    writer: _builtins.str
+    """The process that wrote this entry (host or REMIT_AUDIT_WRITER, worker, pid, start time);
+    `seq` and `prev_hash` belong to this writer's chain.
+    """
     @_builtins.property
     def actor_roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -105,6 +115,18 @@ class DecisionLogEntry(_message.Message):
     @_builtins.property
     def masked_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Request fields that were present but are not logged as given (masked or dropped)."""
+
+    @_builtins.property
+    def anchor(self) -> Global___Anchor:
+        """Set on an anchor line only (which then carries just seq, prev_hash, hash, writer, time
+        and anchor): a signed checkpoint of this writer's chain. See Anchor.
+        """
+
+    @_builtins.property
+    def gap(self) -> Global___Gap:
+        """Set on a gap line only (which then carries just seq, prev_hash, hash, writer, time and
+        gap): best-effort entries this writer lost and never wrote. See Gap.
+        """
 
     def __init__(
         self,
@@ -135,11 +157,115 @@ class DecisionLogEntry(_message.Message):
         correlation_id: _builtins.str = ...,
         decision_time: _builtins.str = ...,
         time_claimed: _builtins.bool = ...,
+        writer: _builtins.str = ...,
+        anchor: Global___Anchor | None = ...,
+        gap: Global___Gap | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor", "gap", b"gap"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_roles", b"actor_roles", "caller", b"caller", "case_ref_hmac", b"case_ref_hmac", "correlation_id", b"correlation_id", "council", b"council", "decision", b"decision", "decision_id", b"decision_id", "decision_time", b"decision_time", "deviation", b"deviation", "deviation_agreed_by", b"deviation_agreed_by", "effect", b"effect", "hash", b"hash", "latency_us", b"latency_us", "masked_fields", b"masked_fields", "matched_role", b"matched_role", "obligations", b"obligations", "policy_version", b"policy_version", "prev_hash", b"prev_hash", "request_id", b"request_id", "review", b"review", "rule_id", b"rule_id", "section", b"section", "seq", b"seq", "time", b"time", "time_claimed", b"time_claimed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_roles", b"actor_roles", "anchor", b"anchor", "caller", b"caller", "case_ref_hmac", b"case_ref_hmac", "correlation_id", b"correlation_id", "council", b"council", "decision", b"decision", "decision_id", b"decision_id", "decision_time", b"decision_time", "deviation", b"deviation", "deviation_agreed_by", b"deviation_agreed_by", "effect", b"effect", "gap", b"gap", "hash", b"hash", "latency_us", b"latency_us", "masked_fields", b"masked_fields", "matched_role", b"matched_role", "obligations", b"obligations", "policy_version", b"policy_version", "prev_hash", b"prev_hash", "request_id", b"request_id", "review", b"review", "rule_id", b"rule_id", "section", b"section", "seq", b"seq", "time", b"time", "time_claimed", b"time_claimed", "writer", b"writer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DecisionLogEntry: _TypeAlias = DecisionLogEntry  # noqa: Y015
+
+@_typing.final
+class Gap(_message.Message):
+    """Best-effort mode: entries lost (the buffer was full, or the sink failed) since the
+    writer's previous gap line, written into the chain by the writer's next group.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DROPPED_FIELD_NUMBER: _builtins.int
+    FIRST_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    dropped: _builtins.int
+    first: _builtins.str
+    """RFC 3339, UTC: when the first and the last of them were lost."""
+    last: _builtins.str
+    def __init__(
+        self,
+        *,
+        dropped: _builtins.int = ...,
+        first: _builtins.str = ...,
+        last: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "first", b"first", "last", b"last"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Gap: _TypeAlias = Gap  # noqa: Y015
+
+@_typing.final
+class Anchor(_message.Message):
+    """A signed checkpoint of one writer's chain, written as an entry of that chain: at start,
+    every REMIT_AUDIT_ANCHOR_SECONDS when the chain has grown, and at shutdown (`final`). Its
+    `prev_hash` is the head it anchors. The signature (Ed25519, REMIT_AUDIT_SIGNING_KEY)
+    covers the whole anchor line's canonical JSON with `hash` and `signature` set to "", so
+    re-chaining entries before it, deleting entries up to it, or cutting a writer's tail off
+    (its final anchor with it) cannot pass `remit audit verify --public-key`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINAL_FIELD_NUMBER: _builtins.int
+    WITNESSED_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    final: _builtins.bool
+    """The writer's closing anchor, written at shutdown: nothing of this writer follows it."""
+    key_id: _builtins.str
+    """First 16 hex characters of the SHA-256 of the signing key's raw public key."""
+    signature: _builtins.str
+    """Base64 Ed25519 signature."""
+    @_builtins.property
+    def witnessed(self) -> _containers.RepeatedCompositeFieldContainer[Global___Witness]:
+        """The latest anchor of every other writer found in the sink's tail when this one was
+        written: a writer whose lines were all removed is still named by its peers.
+        """
+
+    def __init__(
+        self,
+        *,
+        final: _builtins.bool = ...,
+        witnessed: _abc.Iterable[Global___Witness] | None = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "key_id", b"key_id", "signature", b"signature", "witnessed", b"witnessed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Anchor: _TypeAlias = Anchor  # noqa: Y015
+
+@_typing.final
+class Witness(_message.Message):
+    """Another writer's anchor as seen by the writer of an anchor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WRITER_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    writer: _builtins.str
+    seq: _builtins.int
+    hash: _builtins.str
+    def __init__(
+        self,
+        *,
+        writer: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hash", b"hash", "seq", b"seq", "writer", b"writer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Witness: _TypeAlias = Witness  # noqa: Y015
