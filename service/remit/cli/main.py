@@ -106,9 +106,19 @@ def _answer_json(answer: Any) -> dict[str, Any]:
     return data
 
 
-def _request_error(exc: RequestError) -> int:
-    code = "NOT_FOUND" if type(exc).__name__ == "NotFound" else "INVALID_ARGUMENT"
-    print(json.dumps({"error": code, "field": exc.field, "message": exc.message}), file=sys.stderr)
+def _request_error(exc: RequestError, as_json: bool, command: str = "check") -> int:
+    """A refused request on stderr: one plain sentence naming the field, or with ``--json``
+    the ``{error, field, message}`` object (the gRPC status code, field and message)."""
+    not_found = type(exc).__name__ == "NotFound"
+    if as_json:
+        code = "NOT_FOUND" if not_found else "INVALID_ARGUMENT"
+        print(
+            json.dumps({"error": code, "field": exc.field, "message": exc.message}),
+            file=sys.stderr,
+        )
+    else:
+        what = "not found" if not_found else "invalid"
+        print(f"remit {command}: {exc.field} {what}: {exc.message}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -242,7 +252,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_COMPILE
     except RequestError as exc:
-        return _request_error(exc)
+        return _request_error(exc, args.json)
     answer, req = outcome.answer, outcome.request
     data = _outcome_json(outcome)
     if outcome.host is not None:
@@ -316,6 +326,49 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from remit.server.serve import serve_forever
 
     return serve_forever(config)
+
+
+def _cmd_catalogue(args: argparse.Namespace) -> int:
+    """The ids a request may name: every council, or one council's decisions, roles, areas
+    and facts (what CatalogueService/ListCouncils and GetScheme answer over gRPC)."""
+    from remit.engine.evaluate import council_policy
+    from remit.model.facts import ACTOR_FACTS
+
+    try:
+        policies = _load_policies(args)
+    except PolicyError as exc:
+        print(f"remit catalogue: {exc}", file=sys.stderr)
+        return EXIT_POLICY
+    if not args.council:
+        rows = [(c, p.name or p.title) for c, p in sorted(policies.councils.items())]
+        if args.json:
+            print(json.dumps([{"council": c, "name": n} for c, n in rows], indent=2))
+        for c, n in rows if not args.json else ():
+            print(f"{c}\t{n}")
+        return 0
+    try:
+        policy = council_policy(policies, args.council)
+    except RequestError as exc:
+        return _request_error(exc, args.json, "catalogue")
+    listing = {
+        "decisions": {d: policy.decisions[d].wording for d in policy.scheme_order},
+        "roles": {r.id: r.titles[0] if r.titles else "" for r in policy.roles.values()},
+        "areas": {a.id: a.name for a in policy.areas.values()},
+        "facts": {
+            f.id: f"{f.label} ({f.type.value})"
+            for f in policy.facts.values()
+            if not f.derived and f.id not in ACTOR_FACTS
+        },
+    }
+    if args.json:
+        print(json.dumps({"council": policy.council, **listing}, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{policy.council}: {policy.name or policy.title}")
+    for kind, ids in listing.items():
+        print(f"{kind}:")
+        for key, text in ids.items():
+            print(f"  {key}  {text}".rstrip())
+    return 0
 
 
 def _probe_target(address: str) -> str:
@@ -437,6 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--records", default="", help="with --host-system: JSON files of records, comma-separated"
     )
     k.set_defaults(func=_cmd_check)
+
+    g = sub.add_parser(
+        "catalogue", help="list the councils, or one council's decisions, roles, areas, facts"
+    )
+    g.add_argument("council", nargs="?", default="")
+    g.add_argument("--policy-dir", default="")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=_cmd_catalogue)
 
     s = sub.add_parser(
         "serve", help="serve the gRPC API (settings: REMIT_* env, REMIT_CONFIG file, flags)"
