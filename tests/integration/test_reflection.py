@@ -75,6 +75,8 @@ def test_a_client_cancelling_a_reflection_stream_is_not_an_error(
     channel: grpc.Channel, method: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="remit.server")
+    caplog.set_level(logging.INFO, logger="grpc")
     hold = threading.Event()
 
     def requests() -> Iterator[r.ServerReflectionRequest]:
