@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,8 @@ def test_remit_test_and_compile_check_pass() -> None:
     assert " 0 failed" in t.stdout.splitlines()[-1]
     c = _run("compile", "--check")
     assert c.returncode == 0, c.stderr
+    # it says so on success, not only on failure
+    assert re.fullmatch(r"remit compile --check: \d+ files up to date\n", c.stdout), c.stdout
 
 
 def test_compile_reports_errors_with_exit_3(tmp_path: Path) -> None:
