@@ -269,6 +269,7 @@ def test_cli_check_refuses_unmapped_title_and_needs_a_role_or_records(tmp_path: 
         "lcs",
         "--records",
         str(worker),
+        "--json",
     )
     assert out.returncode == 2
     err = json.loads(out.stderr)

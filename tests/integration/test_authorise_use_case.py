@@ -159,7 +159,13 @@ def test_one_refused_request_names_the_same_field_everywhere(
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     argv = ["check", "--council", "torbay", "--decision", "apply_epo", "--role", "chief_wizard"]
     capsys.readouterr()
-    assert remit_main(argv) == 2
+    assert remit_main(argv) == 2  # a sentence naming the field, with gRPC's message
+    text = capsys.readouterr().err
+    assert text.startswith("remit check: actor.roles[0] not found: ")
+    assert text.removeprefix("remit check: actor.roles[0] not found: ").strip() in (
+        info.value.details() or ""
+    )
+    assert remit_main([*argv, "--json"]) == 2
     refused = json.loads(capsys.readouterr().err)
     assert (refused["error"], refused["field"]) == ("NOT_FOUND", "actor.roles[0]")
     assert refused["message"] in (info.value.details() or "")
@@ -202,5 +208,5 @@ def test_host_records_are_mapped_by_the_use_case_for_grpc_and_remit_check(
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in bad_request(info.value).field_violations] == ["actor.roles"]
     capsys.readouterr()
-    assert remit_main([*argv, "--role", "director"]) == 2
+    assert remit_main([*argv, "--role", "director", "--json"]) == 2
     assert json.loads(capsys.readouterr().err)["field"] == "actor.roles"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +58,40 @@ def test_check_gives_the_same_answer_as_grpc(channel: grpc.Channel) -> None:
 
 
 def test_check_reports_bad_input_naming_the_field() -> None:
-    out = _run("check", "--council", "torbay", "--decision", "nope", "--role", "team_manager")
+    args = ("check", "--council", "torbay", "--decision", "apply_ep", "--role", "team_manager")
+    out = _run(*args)
     assert out.returncode == 2
-    assert json.loads(out.stderr)["field"] == "decision"
+    # a plain sentence naming the field, with the closest ids and how to list them
+    assert out.stderr.startswith("remit check: decision not found: council 'torbay' has no ")
+    assert "(closest: apply_epo)" in out.stderr and "`remit catalogue torbay`" in out.stderr
+    assert not out.stderr.lstrip().startswith("{")
+    as_json = _run(*args, "--json")
+    assert as_json.returncode == 2
+    err = json.loads(as_json.stderr)
+    assert err["error"] == "NOT_FOUND" and err["field"] == "decision"
+    assert "(closest: apply_epo)" in err["message"]
+
+
+def test_check_never_echoes_a_hostile_id() -> None:
+    hostile = "apply_epo'; <script>" + "x" * 200
+    out = _run("check", "--council", "torbay", "--decision", hostile, "--role", "team_manager")
+    assert out.returncode == 2
+    assert out.stderr.startswith("remit check: decision invalid: must match ")
+    assert "<script>" not in out.stderr and "xxxx" not in out.stderr
+
+
+def test_catalogue_lists_what_a_request_may_name() -> None:
+    councils = _run("catalogue")
+    assert councils.returncode == 0, councils.stderr
+    assert "torbay\tTorbay Council" in councils.stdout.splitlines()
+    torbay = _run("catalogue", "torbay", "--json")
+    assert torbay.returncode == 0, torbay.stderr
+    data = json.loads(torbay.stdout)
+    assert "apply_epo" in data["decisions"] and "team_manager" in data["roles"]
+    assert "exceptional_circumstances" in data["facts"]
+    unknown = _run("catalogue", "torbey")
+    assert unknown.returncode == 2
+    assert "council not found: unknown council 'torbey' (closest: torbay)" in unknown.stderr
 
 
 def test_check_exit_code_on_deny() -> None:
@@ -83,6 +115,8 @@ def test_remit_test_and_compile_check_pass() -> None:
     assert " 0 failed" in t.stdout.splitlines()[-1]
     c = _run("compile", "--check")
     assert c.returncode == 0, c.stderr
+    # it says so on success, not only on failure
+    assert re.fullmatch(r"remit compile --check: \d+ files up to date\n", c.stdout), c.stdout
 
 
 def test_compile_reports_errors_with_exit_3(tmp_path: Path) -> None:
@@ -194,6 +228,8 @@ def test_check_event_shows_who_must_be_told_and_when() -> None:
     assert "when: next_working_day, due 2025-08-26T22:59:59+00:00" in out.stdout
     unknown = _run("check", "--council", "torbay", "--event", "nope")
     assert unknown.returncode == 2
+    assert unknown.stderr.startswith("remit check: event not found: ")
+    unknown = _run("check", "--council", "torbay", "--event", "nope", "--json")
     assert json.loads(unknown.stderr)["field"] == "event"
 
 

@@ -66,3 +66,12 @@ def test_ap_scheme_allocation_in_cswt_needs_team_manager_agreement(channel: grpc
     assert any("precondition not met" in f for f in resp.failed_conditions), resp.failed_conditions
     request.context.facts["team_manager_agreement"].bool_value = True
     assert _authorise(channel, request).effect == pb.EFFECT_ALLOW
+
+
+def test_list_councils_names_every_scheme_from_its_document(channel: grpc.Channel) -> None:
+    listed = pb_grpc.CatalogueServiceStub(channel).ListCouncils(pb.ListCouncilsRequest(), timeout=5)
+    names = {c.council: c.name for c in listed.councils}
+    assert names["ap_scheme"] == (
+        "Scheme of Delegations to Advance Practitioners (the document names no council)"
+    )
+    assert not [n for n in names.values() if n.lower().startswith("unnamed")], names

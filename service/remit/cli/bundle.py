@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from remit.cli.probe import utc_text
 from remit.distribution.bundle import DEFAULT_KEEP, BundleStore, from_directory
 from remit.distribution.signing import Signer
 from remit.model import paths as _paths
@@ -86,7 +87,14 @@ def _bundles(args: argparse.Namespace) -> int:
                 "councils": manifest.get("councils", []),
             }
         )
-    print(json.dumps({"active": active, "history": rows}, indent=2))
+    if args.json:
+        print(json.dumps({"active": active, "history": rows}, indent=2))
+        return 0
+    print(f"active: {active or '(none)'}")
+    for row in rows:
+        mark = "*" if row["active"] else " "
+        councils = ", ".join(row["councils"])
+        print(f"{mark} {row['version']}  published {utc_text(row['created'])}  {councils}")
     return 0
 
 
@@ -113,4 +121,5 @@ def register(sub: Any) -> None:
 
     b = sub.add_parser("bundles", help="list published versions and the active one")
     common(b)
+    b.add_argument("--json", action="store_true", help="JSON (times as unix seconds)")
     b.set_defaults(func=_failures("bundles", _bundles))

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters._errors import MappingFileError
-from remit.compiler import build as _compiler
+from remit.cli import probe as _probe
 from remit.model import paths as _paths
 from remit.model.errors import CompileError, PolicyError, RequestError
 
@@ -30,6 +28,8 @@ EXIT_POLICY = 4
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
+    from remit.compiler import build as _compiler
+
     out_dir = Path(args.out) if args.out else _paths.project_root() / "policies" / "generated"
     try:
         files = _compiler.compile_all(
@@ -106,9 +106,19 @@ def _answer_json(answer: Any) -> dict[str, Any]:
     return data
 
 
-def _request_error(exc: RequestError) -> int:
-    code = "NOT_FOUND" if type(exc).__name__ == "NotFound" else "INVALID_ARGUMENT"
-    print(json.dumps({"error": code, "field": exc.field, "message": exc.message}), file=sys.stderr)
+def _request_error(exc: RequestError, as_json: bool, command: str = "check") -> int:
+    """A refused request on stderr: one plain sentence naming the field, or with ``--json``
+    the ``{error, field, message}`` object (the gRPC status code, field and message)."""
+    not_found = type(exc).__name__ == "NotFound"
+    if as_json:
+        code = "NOT_FOUND" if not_found else "INVALID_ARGUMENT"
+        print(
+            json.dumps({"error": code, "field": exc.field, "message": exc.message}),
+            file=sys.stderr,
+        )
+    else:
+        what = "not found" if not_found else "invalid"
+        print(f"remit {command}: {exc.field} {what}: {exc.message}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -191,6 +201,7 @@ def _outcome_json(outcome: Any) -> dict[str, Any]:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from adapters._errors import MappingFileError
     from remit.engine.authorise import HostRecords, authorise
     from remit.tools.suites import build_request
 
@@ -242,7 +253,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_COMPILE
     except RequestError as exc:
-        return _request_error(exc)
+        return _request_error(exc, args.json)
     answer, req = outcome.answer, outcome.request
     data = _outcome_json(outcome)
     if outcome.host is not None:
@@ -318,60 +329,47 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve_forever(config)
 
 
-def _probe_target(address: str) -> str:
-    """Where a local probe connects: a wildcard bind address means this host's loopback."""
-    host, _, port = address.rpartition(":")
-    if host in ("0.0.0.0", "", "*"):  # noqa: S104 (read, not bound)
-        host = "127.0.0.1"
-    elif host in ("[::]", "::"):
-        host = "[::1]"
-    return f"{host}:{port}"
+def _cmd_catalogue(args: argparse.Namespace) -> int:
+    """The ids a request may name: every council, or one council's decisions, roles, areas
+    and facts (what CatalogueService/ListCouncils and GetScheme answer over gRPC)."""
+    from remit.engine.evaluate import council_policy
+    from remit.model.facts import ACTOR_FACTS
 
-
-def _cmd_health(args: argparse.Namespace) -> int:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    from remit.config import ConfigError, parse_address
-
-    raw = args.address or os.environ.get("REMIT_ADDRESS", "127.0.0.1:50051")
     try:
-        target = _probe_target(parse_address(raw))
-    except ValueError as exc:
-        name = "--address" if args.address else "REMIT_ADDRESS"
-        print(
-            f"remit health: invalid configuration: {ConfigError(name, str(exc))}", file=sys.stderr
-        )
-        return EXIT_USAGE
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            response, call = stub.Check.with_call(
-                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
-            )
-        except grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else None
-            print(f"remit health: {target}: {code.name if code else 'ERROR'}", file=sys.stderr)
-            return EXIT_FAILED
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-    detail = {
-        k.removeprefix("remit-"): v
-        for k, v in (call.trailing_metadata() or ())
-        if isinstance(v, str) and k.startswith("remit-")
+        policies = _load_policies(args)
+    except PolicyError as exc:
+        print(f"remit catalogue: {exc}", file=sys.stderr)
+        return EXIT_POLICY
+    if not args.council:
+        rows = [(c, p.name or p.title) for c, p in sorted(policies.councils.items())]
+        if args.json:
+            print(json.dumps([{"council": c, "name": n} for c, n in rows], indent=2))
+        for c, n in rows if not args.json else ():
+            print(f"{c}\t{n}")
+        return 0
+    try:
+        policy = council_policy(policies, args.council)
+    except RequestError as exc:
+        return _request_error(exc, args.json, "catalogue")
+    listing = {
+        "decisions": {d: policy.decisions[d].wording for d in policy.scheme_order},
+        "roles": {r.id: r.titles[0] if r.titles else "" for r in policy.roles.values()},
+        "areas": {a.id: a.name for a in policy.areas.values()},
+        "facts": {
+            f.id: f"{f.label} ({f.type.value})"
+            for f in policy.facts.values()
+            if not f.derived and f.id not in ACTOR_FACTS
+        },
     }
     if args.json:
-        print(
-            json.dumps(
-                {"target": target, "service": args.service, "status": status, **detail},
-                sort_keys=True,
-            )
-        )
-    else:
-        extra = " ".join(f"{k}={v}" for k, v in sorted(detail.items()) if v)
-        print(f"{status} {target} {args.service or '(server)'} {extra}".rstrip())
-    if args.live:  # liveness: the process answers at all
+        print(json.dumps({"council": policy.council, **listing}, indent=2, ensure_ascii=False))
         return 0
-    return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else EXIT_FAILED
+    print(f"{policy.council}: {policy.name or policy.title}")
+    for kind, ids in listing.items():
+        print(f"{kind}:")
+        for key, text in ids.items():
+            print(f"  {key}  {text}".rstrip())
+    return 0
 
 
 # Modules that add their own subcommands: each has register(subparsers) -> None.
@@ -438,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     k.set_defaults(func=_cmd_check)
 
+    g = sub.add_parser(
+        "catalogue", help="list the councils, or one council's decisions, roles, areas, facts"
+    )
+    g.add_argument("council", nargs="?", default="")
+    g.add_argument("--policy-dir", default="")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=_cmd_catalogue)
+
     s = sub.add_parser(
         "serve", help="serve the gRPC API (settings: REMIT_* env, REMIT_CONFIG file, flags)"
     )
@@ -452,12 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_serve)
 
     h = sub.add_parser("health", help="probe a running server's grpc.health.v1 (exit 0 SERVING)")
-    h.add_argument("--address", default="", help="HOST:PORT (REMIT_ADDRESS; 127.0.0.1:50051)")
-    h.add_argument("--service", default="", help="service name ('' = the whole server)")
-    h.add_argument("--timeout", type=float, default=2.0)
-    h.add_argument("--json", action="store_true")
-    h.add_argument("--live", action="store_true", help="liveness: exit 0 if it answers at all")
-    h.set_defaults(func=_cmd_health)
+    _probe.add_arguments(h)
+    h.set_defaults(func=_probe.health)
     import importlib
 
     for name in COMMAND_MODULES:
@@ -466,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["health"]:  # the exec probe: grpc and the health stubs only
+        return _probe.main(argv[1:])
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result

@@ -9,7 +9,8 @@ derived or actor facts sent by the caller are refused, naming the field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from remit.model.conditions import FactValue
@@ -17,6 +18,31 @@ from remit.model.errors import InvalidArgument, NotFound
 from remit.model.facts import ACTOR_FACTS, LEGAL_STATUS_GROUPS, FactSpec, FactType
 from remit.model.policy import CouncilPolicy, Decision
 from remit.model.request import MAX_FACTS, Request, check_name
+
+#: How a caller lists each kind of id a NotFound names (the catalogue over gRPC, or the CLI).
+_LISTED_BY = {
+    "council": "CatalogueService/ListCouncils or `remit catalogue` lists the councils",
+    "decision": "CatalogueService/GetScheme or `remit catalogue {council}` lists its decisions",
+    "role": "CatalogueService/GetScheme or `remit catalogue {council}` lists its roles",
+    "area": "CatalogueService/GetScheme or `remit catalogue {council}` lists its areas",
+    "fact": "CatalogueService/GetScheme or `remit catalogue {council}` lists its facts",
+}
+
+
+def not_found(
+    field: str, kind: str, wanted: str, known: Iterable[str], council: str = ""
+) -> NotFound:
+    """The one NOT_FOUND error the engine raises for an unknown council, decision, role, area
+    or fact: what was not found, the closest known ids (difflib) and how to list them.
+
+    ``wanted`` is checked against the id pattern first (an :class:`InvalidArgument` naming
+    the field otherwise), so the message never echoes more than a well-formed id; the
+    suggestions are the catalogue's own ids."""
+    check_name(field, wanted)
+    close = difflib.get_close_matches(wanted, sorted(known), n=3, cutoff=0.6)
+    where = f"council {council!r} has no {kind}" if council else f"unknown {kind}"
+    hint = f" (closest: {', '.join(close)})" if close else ""
+    return NotFound(field, f"{where} {wanted!r}{hint}; " + _LISTED_BY[kind].format(council=council))
 
 
 def field_name(policy: CouncilPolicy, fid: str) -> str:
@@ -58,7 +84,7 @@ def typed(policy: CouncilPolicy, spec: FactSpec, field: str, value: FactValue) -
         raise InvalidArgument(field, "must be a list of role ids")
     for role in value:
         if role not in policy.roles:
-            raise NotFound(field, f"council {policy.council!r} has no role {role!r}")
+            raise not_found(field, "role", role, policy.roles, policy.council)
     return value
 
 
@@ -70,9 +96,8 @@ def case_facts(policy: CouncilPolicy, facts: Mapping[str, FactValue]) -> dict[st
     for fid, value in facts.items():
         spec = policy.facts.get(fid)
         if spec is None or spec.derived or fid in ACTOR_FACTS:
-            raise NotFound(
-                field_name(policy, fid), f"council {policy.council!r} declares no fact {fid!r}"
-            )
+            known = (f for f, s in policy.facts.items() if not s.derived and f not in ACTOR_FACTS)
+            raise not_found(field_name(policy, fid), "fact", fid, known, policy.council)
         ctx[fid] = typed(policy, spec, field_name(policy, fid), value)
     if "legal_status" in ctx:
         ctx["legal_status_group"] = LEGAL_STATUS_GROUPS[str(ctx["legal_status"])]

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 
 from remit.engine.answer import Answer, Authoriser, Citation, Prepared
-from remit.engine.context import decision_context, given_facts, required
+from remit.engine.context import decision_context, given_facts, not_found, required
 from remit.engine.explain import answer, council_ref
 from remit.engine.trace import Actor as Walker
 from remit.engine.trace import Trace, area_limited, walk
-from remit.model.errors import InvalidArgument, NotFound
+from remit.model.errors import InvalidArgument
 from remit.model.policy import CouncilPolicy, Decision, Line, Obligation, PolicySet
 from remit.model.request import (
     ID_PATTERN,
@@ -47,16 +47,14 @@ __all__ = [
 def council_policy(policies: PolicySet, council: str) -> CouncilPolicy:
     policy = policies.councils.get(council)
     if policy is None:  # catalogue ids are checked against NAME_PATTERN at load
-        check_name("council", council)
-        raise NotFound("council", f"unknown council {council!r}")
+        raise not_found("council", "council", council, policies.councils)
     return policy
 
 
 def decision_of(policy: CouncilPolicy, decision_id: str) -> Decision:
     decision = policy.decisions.get(decision_id)
     if decision is None:
-        check_name("decision", decision_id)
-        raise NotFound("decision", f"council {policy.council!r} has no decision {decision_id!r}")
+        raise not_found("decision", "decision", decision_id, policy.decisions, policy.council)
     return decision
 
 
@@ -82,8 +80,7 @@ def _check_roles(policy: CouncilPolicy, req: Request, field: str, roles: tuple[s
     known = policy.roles
     for i, role in enumerate(roles):
         if role not in known:  # catalogue ids are checked against NAME_PATTERN at load
-            check_name(f"{field}[{i}]", role)
-            raise NotFound(f"{field}[{i}]", f"council {req.council!r} has no role {role!r}")
+            raise not_found(f"{field}[{i}]", "role", role, known, req.council)
 
 
 def validate_actor(policy: CouncilPolicy, req: Request) -> None:
@@ -96,16 +93,12 @@ def validate_actor(policy: CouncilPolicy, req: Request) -> None:
         raise InvalidArgument("actor.service_areas", f"at most {MAX_AREAS} areas")
     for i, area in enumerate(req.actor.service_areas):
         if area not in policy.areas:
-            check_name(f"actor.service_areas[{i}]", area)
-            raise NotFound(
-                f"actor.service_areas[{i}]", f"council {req.council!r} has no area {area!r}"
-            )
+            raise not_found(f"actor.service_areas[{i}]", "area", area, policy.areas, req.council)
 
 
 def validate_service_area(policy: CouncilPolicy, area: str) -> None:
     if area and area not in policy.areas:
-        check_name("context.service_area", area)
-        raise NotFound("context.service_area", f"council {policy.council!r} has no area {area!r}")
+        raise not_found("context.service_area", "area", area, policy.areas, policy.council)
 
 
 def effective_area(
@@ -201,9 +194,8 @@ def _check_deviation(policy: CouncilPolicy, dev: Deviation) -> None:
     check_name("deviation.agreed_by_id", dev.agreed_by_id, ID_PATTERN)
     check_name("deviation.agreed_by_role", dev.agreed_by_role)
     if dev.agreed_by_role not in policy.roles:
-        raise NotFound(
-            "deviation.agreed_by_role",
-            f"council {policy.council!r} has no role {dev.agreed_by_role!r}",
+        raise not_found(
+            "deviation.agreed_by_role", "role", dev.agreed_by_role, policy.roles, policy.council
         )
     if dev.agreed_by_role not in clause.roles:
         named = ", ".join(policy.roles[r].title for r in clause.roles)

@@ -25,6 +25,16 @@ Metrics (all prefixed ``remit_``):
   attribute; a sink without one never drops: it fails the call instead).
 * ``audit_anchor_seq``, ``audit_anchor_timestamp_seconds`` — this writer's last signed anchor
   of the decision log (0 when anchors are off).
+
+Beside them, what dashboards built for the Prometheus gRPC conventions (go-grpc-prometheus,
+py-grpc-prometheus) expect, counted by the same interceptor, labelled ``grpc_type``
+(``unary`` / ``bidi_stream``), ``grpc_service``, ``grpc_method`` (registered methods only:
+an unknown method has no handler and is not counted) and, once handled, ``grpc_code``:
+
+* ``grpc_server_started_total``, ``grpc_server_handled_total{grpc_code}``,
+  ``grpc_server_handling_seconds`` (histogram, the whole call; a stream's until it ends).
+* ``process_*`` (CPU seconds, resident and virtual memory, open fds, start time) from
+  prometheus_client's own ``ProcessCollector``.
 """
 
 from __future__ import annotations
@@ -34,7 +44,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -44,6 +61,15 @@ from remit.engine.authorise import Outcome
 
 REDIS_STATES = ("disabled", "connected", "unreachable")
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+# grpc_server_handling_seconds: unary calls take about a millisecond, streams up to minutes
+HANDLING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0, 60.0)
+GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+
+
+def grpc_labels(method: str, streaming: bool) -> tuple[str, str, str]:
+    """``/pkg.Service/Method`` as the conventional (grpc_type, grpc_service, grpc_method)."""
+    service, _, name = method.lstrip("/").rpartition("/")
+    return ("bidi_stream" if streaming else "unary", service, name)
 
 
 class _StatusCollector(Collector):
@@ -123,14 +149,70 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge("remit_rpcs_in_flight", "RPCs being handled", registry=r)
+        self.grpc_started = Counter(
+            "grpc_server_started", "RPCs started on the server", GRPC_LABELS, registry=r
+        )
+        self.grpc_handled = Counter(
+            "grpc_server_handled",
+            "RPCs completed on the server, by status code",
+            (*GRPC_LABELS, "grpc_code"),
+            registry=r,
+        )
+        self.grpc_handling = Histogram(
+            "grpc_server_handling_seconds",
+            "Time the server took to handle an RPC, to its end",
+            GRPC_LABELS,
+            buckets=HANDLING_BUCKETS,
+            registry=r,
+        )
+        ProcessCollector(registry=r)
+        # label children by (method, streaming[, code]): bounded by the registered methods
+        self._grpc_children: dict[tuple[str, bool], tuple[Any, Any]] = {}
+        self._handled_children: dict[tuple[str, bool, str], tuple[Any, Any, Any]] = {}
         r.register(_StatusCollector(status, audit_dropped, audit_anchor))
         self._http: WSGIServer | None = None
         self._http_thread: threading.Thread | None = None
 
-    def count_rpc(self, method: str, code: str) -> None:
-        self.rpcs.labels(method, code).inc()
-        if code != "OK":
-            self.rpc_errors.labels(method, code).inc()
+    def _grpc(self, method: str, streaming: bool) -> tuple[Any, Any]:
+        """The started counter and handling histogram children of one method, looked up once
+        (``labels()`` costs several microseconds a call; methods are the registered few)."""
+        key = (method, streaming)
+        children = self._grpc_children.get(key)
+        if children is None:
+            labels = grpc_labels(method, streaming)
+            children = (
+                self.grpc_started.labels(*labels),
+                self.grpc_handling.labels(*labels),
+            )
+            self._grpc_children[key] = children
+        return children
+
+    def rpc_started(self, method: str, streaming: bool) -> None:
+        """A call to a registered method began (the metrics interceptor)."""
+        self.in_flight.inc()
+        self._grpc(method, streaming)[0].inc()
+
+    def count_rpc(
+        self, method: str, code: str, seconds: float | None = None, streaming: bool = False
+    ) -> None:
+        """A call ended with ``code`` after ``seconds`` (remit's and the conventional
+        counters; the conventional ones only when the interceptor gives the duration)."""
+        key = (method, streaming, code)
+        counters = self._handled_children.get(key)
+        if counters is None:
+            counters = (
+                self.rpcs.labels(method, code),
+                self.rpc_errors.labels(method, code) if code != "OK" else None,
+                self.grpc_handled.labels(*grpc_labels(method, streaming), code),
+            )
+            self._handled_children[key] = counters
+        rpcs, errors, handled = counters
+        rpcs.inc()
+        if errors is not None:
+            errors.inc()
+        if seconds is not None:
+            handled.inc()
+            self._grpc(method, streaming)[1].observe(seconds)
 
     def on_decision(self, outcome: Outcome, call: CallInfo) -> None:
         """The decision hook: count one answered decision and observe its latency."""

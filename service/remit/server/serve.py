@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from remit.audit.log import (
     AnchorSigner,
@@ -163,6 +164,65 @@ class Deps:
         return SourceStatus(self.holder.current().version, "local")
 
 
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+_REFLECTION_V1_FILE = "grpc/reflection/v1/reflection.proto"
+
+
+def _rename_types(messages: Any, old: str, new: str) -> None:
+    for message in messages:
+        for f in message.field:
+            if f.type_name.startswith(old):
+                f.type_name = new + f.type_name.removeprefix(old)
+        _rename_types(message.nested_type, old, new)
+
+
+def _register_reflection_v1() -> None:
+    """Put ``grpc/reflection/v1/reflection.proto`` in the default descriptor pool, so
+    reflection can describe its own v1 service.
+
+    grpcio-reflection (1.85) ships only v1alpha. v1 is the same file with the package renamed
+    (every message, field and number is the same), so its descriptor is v1alpha's with the
+    package and type names rewritten, and the same servicer, with v1alpha's message classes,
+    answers both: the bytes on the wire are identical."""
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName(_REFLECTION_V1_FILE)
+        return
+    except KeyError:
+        pass
+    old, new = ".grpc.reflection.v1alpha.", ".grpc.reflection.v1."
+    fdp = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(fdp)
+    fdp.name, fdp.package = _REFLECTION_V1_FILE, "grpc.reflection.v1"
+    fdp.ClearField("options")  # v1alpha's deprecation and language options
+    _rename_types(fdp.message_type, old, new)
+    for service in fdp.service:
+        for method in service.method:
+            method.input_type = new + method.input_type.removeprefix(old)
+            method.output_type = new + method.output_type.removeprefix(old)
+    pool.AddSerializedFile(fdp.SerializeToString())
+
+
+def enable_reflection(server: grpc.Server, service_names: tuple[str, ...]) -> None:
+    """Serve ``grpc.reflection.v1`` (what grpcurl and current clients ask first) and
+    ``grpc.reflection.v1alpha`` (older clients) from one servicer."""
+    _register_reflection_v1()
+    names = (*service_names, REFLECTION_V1, reflection.SERVICE_NAME)
+    servicer = reflection.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.method_handlers_generic_handler(
+        REFLECTION_V1,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((v1,))
+
+
 def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
     if deps.tls is None and not is_loopback(address) and not deps.allow_plaintext:
         raise ValueError(
@@ -217,9 +277,7 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
         if deps.start_serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection(server, (*SERVICE_NAMES, health.SERVICE_NAME))
     if deps.tls is not None:
         port = server.add_secure_port(address, deps.tls.credentials())
     else:

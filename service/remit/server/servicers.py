@@ -25,10 +25,11 @@ from remit.audit.log import AuditUnavailable, CallInfo
 from remit.distribution.holder import PolicyHolder
 from remit.engine.authorise import Outcome
 from remit.engine.authorise import authorise as authorise_request
+from remit.engine.evaluate import council_policy
 from remit.engine.notify import notifications
 from remit.engine.queries import permitted_decisions, who_may_decide
 from remit.model.conditions import FactValue
-from remit.model.errors import InvalidArgument, NotFound, RequestError
+from remit.model.errors import InvalidArgument, RequestError
 from remit.model.policy import PolicySet
 from remit.model.request import Grant
 from remit.server import convert as _convert
@@ -242,7 +243,5 @@ class CatalogueServicer(pb_grpc.CatalogueServiceServicer):
         self, request: pb.GetSchemeRequest, context: grpc.ServicerContext
     ) -> pb.GetSchemeResponse:
         policies = self._holder.current()
-        policy = policies.councils.get(request.council)
-        if policy is None:
-            raise NotFound("council", f"unknown council {request.council!r}")
+        policy = council_policy(policies, request.council)  # NOT_FOUND with the closest ids
         return _convert.scheme_to_proto(policies, policy)

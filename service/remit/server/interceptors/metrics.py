@@ -5,6 +5,7 @@ decision, unary, batch item or stream item alike (``Metrics.on_decision``)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import grpc
@@ -20,12 +21,18 @@ class MetricsInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         method = details.method
         m = self._m
+        handler = continuation(details)
+        streaming = bool(handler is not None and handler.request_streaming)
 
-        def start() -> None:
-            m.in_flight.inc()
+        def start() -> float:
+            m.rpc_started(method, streaming)
+            return time.perf_counter()
 
-        def finish(_: None, context: grpc.ServicerContext, raised: BaseException | None) -> None:
+        def finish(
+            started: float, context: grpc.ServicerContext, raised: BaseException | None
+        ) -> None:
             m.in_flight.dec()
-            m.count_rpc(method, status_name(context, raised))
+            seconds = time.perf_counter() - started
+            m.count_rpc(method, status_name(context, raised), seconds, streaming)
 
-        return observed(continuation(details), start, finish)
+        return observed(handler, start, finish)
