@@ -246,6 +246,7 @@ def test_pdp_metadata_at_the_well_known_location(pdp: Pdp) -> None:
     base = meta["policy_decision_point"]
     assert base == f"http://127.0.0.1:{pdp.server.port}"
     assert meta["access_evaluation_endpoint"] == base + "/access/v1/evaluation"
+    assert meta["access_evaluations_endpoint"] == base + "/access/v1/evaluations"
 
 
 def test_bearer_tokens_bind_the_caller_to_councils(policies: PolicySet, tmp_path: Path) -> None:

@@ -1,5 +1,14 @@
 """The AuthZEN HTTP application (Starlette): evaluation, evaluations, PDP metadata.
 
+``POST /access/v1/evaluations`` takes the specification's batch: top-level ``subject``,
+``action``, ``resource`` and ``context`` are defaults each evaluation may override (a whole
+object at a time), ``options.evaluations_semantic`` is ``execute_all`` (the default),
+``deny_on_first_deny`` or ``permit_on_first_permit`` (stop after the first deny, error
+included, or the first permit: later evaluations are neither decided nor logged), at most
+``REMIT_BATCH_LIMIT`` evaluations, all under one policy version. An evaluation that cannot
+be decided is ``decision: false`` with ``context.error`` (``status``, ``message``,
+``field``); without an ``evaluations`` array the body is one evaluation.
+
 Every evaluation goes the gRPC way: :func:`.mapping.request_from_json` builds the
 ``AuthoriseRequest``, the same generic limits (:func:`check_message`), the caller's council
 binding (:func:`check_council`), :func:`remit.server.servicers.answer` (the authorise use
@@ -32,6 +41,7 @@ from starlette.routing import Route
 from remit.audit.log import AuditUnavailable, CallInfo
 from remit.distribution.holder import PolicyHolder
 from remit.model.errors import NotFound, RequestError
+from remit.model.policy import PolicySet
 from remit.server import convert as _convert
 from remit.server.access import CALLER, AccessPolicy, Caller, PermissionDenied, check_council
 from remit.server.hook import DecisionHook
@@ -113,6 +123,15 @@ def _error(exc: HttpError, request_id: str) -> Response:
     return PlainTextResponse(text, status_code=exc.status, headers=headers)
 
 
+def _item_error(status: int, message: str, field: str = "") -> dict[str, Any]:
+    """One evaluation of a batch that could not be decided: closed (``decision: false``),
+    its error in its context (the specification's payload-level errors)."""
+    error: dict[str, Any] = {"status": status, "message": message}
+    if field:
+        error["field"] = field
+    return {"decision": False, "context": {"error": error}}
+
+
 def create_app(deps: HttpDeps) -> Starlette:
     """The Starlette application serving AuthZEN over ``deps``."""
 
@@ -144,15 +163,14 @@ def create_app(deps: HttpDeps) -> Starlette:
         item: Any,
         request_id: str,
         defaults: dict[str, Any] | None = None,
-        prefix: str = "",
-        policies: Any = None,
+        policies: PolicySet | None = None,
     ) -> dict[str, Any]:
         """One evaluation through the use case and the hook; RequestError and
         AuditUnavailable propagate."""
         token = CALLER.set(who)
         try:
-            policies = policies or deps.holder.current()
-            wire = request_from_json(item, policies, defaults, prefix)
+            policies = deps.holder.current() if policies is None else policies
+            wire = request_from_json(item, policies, defaults)
             if request_id and not wire.request_id:
                 wire.request_id = request_id
             check_message(wire)
@@ -199,20 +217,16 @@ def create_app(deps: HttpDeps) -> Starlette:
         }
         policies = deps.holder.current()  # the whole batch under one version
         results: list[dict[str, Any]] = []
-        for i, item in enumerate(items):
+        for item in items:
             try:
-                result = evaluate(who, item, "", defaults, f"evaluations[{i}].", policies)
+                result = evaluate(who, item, "", defaults, policies)
             except RequestError as exc:
-                result = {
-                    "decision": False,
-                    "context": {
-                        "error": {
-                            "status": status_of(exc),
-                            "message": exc.message,
-                            "field": authzen_field(exc.field),
-                        }
-                    },
-                }
+                result = _item_error(status_of(exc), exc.message, authzen_field(exc.field))
+            except AuditUnavailable as exc:
+                result = _item_error(503, str(exc))
+            except Exception:
+                log.exception("internal error in an AuthZEN evaluations item")
+                result = _item_error(500, "internal error; no decision was made")
             results.append(result)
             if semantic == "deny_on_first_deny" and not result["decision"]:
                 break
@@ -247,12 +261,14 @@ def create_app(deps: HttpDeps) -> Starlette:
             {
                 "policy_decision_point": base,
                 "access_evaluation_endpoint": base + EVALUATION_PATH,
+                "access_evaluations_endpoint": base + EVALUATIONS_PATH,
             }
         )
 
     return Starlette(
         routes=[
             Route(EVALUATION_PATH, endpoint(single), methods=["POST"]),
+            Route(EVALUATIONS_PATH, endpoint(many), methods=["POST"]),
             Route(METADATA_PATH, metadata, methods=["GET"]),
         ]
     )

@@ -42,7 +42,7 @@ SUBJECT_TYPE = "worker"
 RESOURCE_TYPE = "case"
 _ACTOR_LISTS = ("roles", "service_areas", "acting_for")
 _ACTOR_FLAGS = ("agency", "registered_social_worker")
-_CONTEXT_ONLY = ("decision_time", "request_id")  # request fields carried in context
+_MEMBERS = ("subject", "action", "resource", "context")
 _CONTEXT_FIELDS = pb.Context.DESCRIPTOR.fields_by_name
 _INTS = (
     FieldDescriptor.TYPE_INT32,
@@ -162,54 +162,44 @@ def _decision_time(value: Any, request: pb.AuthoriseRequest) -> None:
 
 
 def request_from_json(
-    body: Any, policies: PolicySet, defaults: Mapping[str, Any] | None = None, prefix: str = ""
+    body: Any, policies: PolicySet, defaults: Mapping[str, Any] | None = None
 ) -> pb.AuthoriseRequest:
     """An AuthZEN evaluation request as remit's ``AuthoriseRequest``; raises InvalidArgument
-    naming the field (``prefix`` before it: ``evaluations[2].``). ``defaults`` are the
-    top-level ``subject``, ``action``, ``resource`` and ``context`` of a batch, used where
-    the evaluation leaves them out (the specification's default values)."""
-    body = _object(body, prefix.rstrip(".") or "request")
+    naming the field. ``defaults`` are the top-level ``subject``, ``action``, ``resource``
+    and ``context`` of a batch, used where the evaluation leaves them out (the
+    specification's default values: an evaluation's own object replaces the default)."""
+    body = _object(body, "evaluation")
     merged = dict(defaults or {})
-    merged.update(
-        {k: v for k, v in body.items() if k in ("subject", "action", "resource", "context")}
+    merged.update({k: v for k, v in body.items() if k in _MEMBERS})
+    subject = _object(merged.get("subject"), "subject")
+    action = _object(merged.get("action"), "action")
+    resource = _object(merged.get("resource"), "resource")
+    context = _object(merged.get("context"), "context", required=False)
+    request = pb.AuthoriseRequest(actor=_actor(subject))
+    request.decision = _string(action.get("name"), "action.name")
+    if _object(action.get("properties"), "action.properties", required=False):
+        raise InvalidArgument("action.properties", "a decision takes no action properties")
+    if _string(resource.get("type"), "resource.type") != RESOURCE_TYPE:
+        raise InvalidArgument("resource.type", f"must be {RESOURCE_TYPE!r}")
+    request.case_reference = _string(resource.get("id"), "resource.id")
+    props = _object(resource.get("properties"), "resource.properties")
+    request.council = _string(props.get("council"), "resource.properties.council")
+    policy = policies.councils.get(request.council)
+    declared = (
+        {fid: policy.facts[fid].type.value for fid in policy.declared_facts} if policy else {}
     )
-
-    def named(field: str) -> str:
-        own = field.split(".", 1)[0] in body
-        return f"{prefix}{field}" if own or not prefix else field
-
-    try:
-        subject = _object(merged.get("subject"), "subject")
-        action = _object(merged.get("action"), "action")
-        resource = _object(merged.get("resource"), "resource")
-        context = _object(merged.get("context"), "context", required=False)
-        request = pb.AuthoriseRequest(actor=_actor(subject))
-        request.decision = _string(action.get("name"), "action.name")
-        if _object(action.get("properties"), "action.properties", required=False):
-            raise InvalidArgument("action.properties", "a decision takes no action properties")
-        if _string(resource.get("type"), "resource.type") != RESOURCE_TYPE:
-            raise InvalidArgument("resource.type", f"must be {RESOURCE_TYPE!r}")
-        request.case_reference = _string(resource.get("id"), "resource.id")
-        props = _object(resource.get("properties"), "resource.properties")
-        request.council = _string(props.get("council"), "resource.properties.council")
-        policy = policies.councils.get(request.council)
-        declared = (
-            {fid: policy.facts[fid].type.value for fid in policy.declared_facts} if policy else {}
-        )
-        for key, value in props.items():
-            if key != "council":
-                _set_fact(request.context, key, value, f"resource.properties.{key}", declared)
-        for key, value in context.items():
-            if key == "decision_time":
-                _decision_time(value, request)
-            elif key == "request_id":
-                request.request_id = _string(value, "context.request_id")
-            elif key in props:
-                raise InvalidArgument(f"context.{key}", "is already given in resource.properties")
-            else:
-                _set_fact(request.context, key, value, f"context.{key}", declared)
-    except InvalidArgument as exc:
-        raise InvalidArgument(named(exc.field), exc.message) from None
+    for key, value in props.items():
+        if key != "council":
+            _set_fact(request.context, key, value, f"resource.properties.{key}", declared)
+    for key, value in context.items():
+        if key == "decision_time":
+            _decision_time(value, request)
+        elif key == "request_id":
+            request.request_id = _string(value, "context.request_id")
+        elif key in props:
+            raise InvalidArgument(f"context.{key}", "is already given in resource.properties")
+        else:
+            _set_fact(request.context, key, value, f"context.{key}", declared)
     return request
 
 
