@@ -55,7 +55,22 @@ MAX_BODY_BYTES = 64 * 1024  # as gRPC's maximum message size
 EVALUATION_PATH = "/access/v1/evaluation"
 EVALUATIONS_PATH = "/access/v1/evaluations"
 METADATA_PATH = "/.well-known/authzen-configuration"
+OPENAPI_PATH = "/openapi.json"
 SEMANTICS = ("execute_all", "deny_on_first_deny", "permit_on_first_permit")
+# each POST endpoint: its summary, request and response schema (the OpenAPI document's)
+ENDPOINTS = {
+    EVALUATION_PATH: ("Access Evaluation: one decision", "EvaluationRequest", "Decision"),
+    EVALUATIONS_PATH: (
+        "Access Evaluations: a batch, with defaults and evaluations_semantic",
+        "EvaluationsRequest",
+        "EvaluationsResponse",
+    ),
+}
+# the PDP metadata's endpoint parameters, each the path it names
+METADATA_FIELDS = {
+    "access_evaluation_endpoint": EVALUATION_PATH,
+    "access_evaluations_endpoint": EVALUATIONS_PATH,
+}
 
 
 class HttpError(Exception):
@@ -260,15 +275,22 @@ def create_app(deps: HttpDeps) -> Starlette:
         return JSONResponse(
             {
                 "policy_decision_point": base,
-                "access_evaluation_endpoint": base + EVALUATION_PATH,
-                "access_evaluations_endpoint": base + EVALUATIONS_PATH,
+                **{name: base + path for name, path in METADATA_FIELDS.items()},
             }
         )
 
+    from remit.server.http.openapi import document
+
+    spec = document()
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(spec)
+
+    handlers = {EVALUATION_PATH: single, EVALUATIONS_PATH: many}
     return Starlette(
         routes=[
-            Route(EVALUATION_PATH, endpoint(single), methods=["POST"]),
-            Route(EVALUATIONS_PATH, endpoint(many), methods=["POST"]),
+            *(Route(path, endpoint(handlers[path]), methods=["POST"]) for path in ENDPOINTS),
             Route(METADATA_PATH, metadata, methods=["GET"]),
+            Route(OPENAPI_PATH, openapi, methods=["GET"]),
         ]
     )

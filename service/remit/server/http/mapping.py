@@ -40,8 +40,8 @@ from remit.v1 import remit_pb2 as pb
 
 SUBJECT_TYPE = "worker"
 RESOURCE_TYPE = "case"
-_ACTOR_LISTS = ("roles", "service_areas", "acting_for")
-_ACTOR_FLAGS = ("agency", "registered_social_worker")
+ACTOR_LISTS = ("roles", "service_areas", "acting_for")
+ACTOR_FLAGS = ("agency", "registered_social_worker")
 _MEMBERS = ("subject", "action", "resource", "context")
 _CONTEXT_FIELDS = pb.Context.DESCRIPTOR.fields_by_name
 _INTS = (
@@ -103,9 +103,9 @@ def _actor(subject: dict[str, Any]) -> pb.Actor:
     props = _object(subject.get("properties"), "subject.properties", required=False)
     for key, value in props.items():
         field = f"subject.properties.{key}"
-        if key in _ACTOR_LISTS:
+        if key in ACTOR_LISTS:
             getattr(actor, key).extend(_strings(value, field))
-        elif key in _ACTOR_FLAGS:
+        elif key in ACTOR_FLAGS:
             setattr(actor, key, _bool(value, field))
         else:
             raise InvalidArgument(field, "is not a property of a worker")
