@@ -1,4 +1,5 @@
-"""The AuthZEN HTTP application (Starlette): evaluation, evaluations, PDP metadata.
+"""The AuthZEN HTTP application (Starlette): evaluation, evaluations, the subject and
+action searches (:mod:`.search`), PDP metadata and the OpenAPI document.
 
 ``POST /access/v1/evaluations`` takes the specification's batch: top-level ``subject``,
 ``action``, ``resource`` and ``context`` are defaults each evaluation may override (a whole
@@ -46,6 +47,7 @@ from remit.server import convert as _convert
 from remit.server.access import CALLER, AccessPolicy, Caller, PermissionDenied, check_council
 from remit.server.hook import DecisionHook
 from remit.server.http.mapping import authzen_field, request_from_json, response_to_json
+from remit.server.http.search import action_search, subject_search
 from remit.server.interceptors.validation import check_message
 from remit.server.servicers import DEFAULT_BATCH_LIMIT, answer
 
@@ -55,6 +57,8 @@ MAX_BODY_BYTES = 64 * 1024  # as gRPC's maximum message size
 EVALUATION_PATH = "/access/v1/evaluation"
 EVALUATIONS_PATH = "/access/v1/evaluations"
 METADATA_PATH = "/.well-known/authzen-configuration"
+SUBJECT_SEARCH_PATH = "/access/v1/search/subject"
+ACTION_SEARCH_PATH = "/access/v1/search/action"
 OPENAPI_PATH = "/openapi.json"
 SEMANTICS = ("execute_all", "deny_on_first_deny", "permit_on_first_permit")
 # each POST endpoint: its summary, request and response schema (the OpenAPI document's)
@@ -65,11 +69,23 @@ ENDPOINTS = {
         "EvaluationsRequest",
         "EvaluationsResponse",
     ),
+    SUBJECT_SEARCH_PATH: (
+        "Subject search: the posts that may take this decision on this case",
+        "SubjectSearchRequest",
+        "SubjectSearchResponse",
+    ),
+    ACTION_SEARCH_PATH: (
+        "Action search: the decisions this worker may take on this case",
+        "ActionSearchRequest",
+        "ActionSearchResponse",
+    ),
 }
 # the PDP metadata's endpoint parameters, each the path it names
 METADATA_FIELDS = {
     "access_evaluation_endpoint": EVALUATION_PATH,
     "access_evaluations_endpoint": EVALUATIONS_PATH,
+    "search_subject_endpoint": SUBJECT_SEARCH_PATH,
+    "search_action_endpoint": ACTION_SEARCH_PATH,
 }
 
 
@@ -286,7 +302,26 @@ def create_app(deps: HttpDeps) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(spec)
 
-    handlers = {EVALUATION_PATH: single, EVALUATIONS_PATH: many}
+    def searching(
+        query: Callable[[PolicySet, dict[str, Any]], dict[str, Any]],
+    ) -> Callable[[Caller, dict[str, Any], str], dict[str, Any]]:
+        def run(who: Caller, payload: dict[str, Any], request_id: str) -> dict[str, Any]:
+            token = CALLER.set(who)
+            try:
+                return query(deps.holder.current(), payload)
+            except RequestError as exc:
+                raise HttpError(status_of(exc), exc.message, authzen_field(exc.field)) from None
+            finally:
+                CALLER.reset(token)
+
+        return run
+
+    handlers = {
+        EVALUATION_PATH: single,
+        EVALUATIONS_PATH: many,
+        SUBJECT_SEARCH_PATH: searching(subject_search),
+        ACTION_SEARCH_PATH: searching(action_search),
+    }
     return Starlette(
         routes=[
             *(Route(path, endpoint(handlers[path]), methods=["POST"]) for path in ENDPOINTS),

@@ -150,7 +150,10 @@ def _set_fact(
         setattr(ctx, key, _string(value, field))
 
 
-def _decision_time(value: Any, request: pb.AuthoriseRequest) -> None:
+def _decision_time(
+    value: Any,
+    request: pb.AuthoriseRequest | pb.ListAuthorisersRequest | pb.ListPermittedDecisionsRequest,
+) -> None:
     text = _string(value, "context.decision_time")
     try:
         when = datetime.fromisoformat(text)
@@ -159,6 +162,48 @@ def _decision_time(value: Any, request: pb.AuthoriseRequest) -> None:
     if when.tzinfo is None:
         raise InvalidArgument("context.decision_time", "must carry a time zone offset")
     request.decision_time.FromDatetime(when)
+
+
+def fill_case(
+    request: pb.AuthoriseRequest | pb.ListAuthorisersRequest | pb.ListPermittedDecisionsRequest,
+    resource: dict[str, Any],
+    context: dict[str, Any],
+    policies: PolicySet,
+) -> None:
+    """The case (``resource``) and the decision's ``context`` onto ``request``: the council,
+    the case reference (an evaluation's; optional in a search), the facts, the decision
+    time."""
+    if _string(resource.get("type"), "resource.type") != RESOURCE_TYPE:
+        raise InvalidArgument("resource.type", f"must be {RESOURCE_TYPE!r}")
+    if isinstance(request, pb.AuthoriseRequest):
+        request.case_reference = _string(resource.get("id"), "resource.id")
+    elif resource.get("id") is not None:  # a search: the case's id is not needed
+        _string(resource.get("id"), "resource.id")
+    props = _object(resource.get("properties"), "resource.properties")
+    request.council = _string(props.get("council"), "resource.properties.council")
+    policy = policies.councils.get(request.council)
+    declared = (
+        {fid: policy.facts[fid].type.value for fid in policy.declared_facts} if policy else {}
+    )
+    for key, value in props.items():
+        if key != "council":
+            _set_fact(request.context, key, value, f"resource.properties.{key}", declared)
+    for key, value in context.items():
+        if key == "decision_time":
+            _decision_time(value, request)
+        elif key == "request_id":
+            if not isinstance(request, pb.AuthoriseRequest):
+                raise InvalidArgument("context.request_id", "is not used by a search")
+            request.request_id = _string(value, "context.request_id")
+        elif key in props:
+            raise InvalidArgument(f"context.{key}", "is already given in resource.properties")
+        else:
+            _set_fact(request.context, key, value, f"context.{key}", declared)
+
+
+def actor_from_json(subject: Any) -> pb.Actor:
+    """The worker a ``subject`` names (type ``worker``, an id, its properties)."""
+    return _actor(_object(subject, "subject"))
 
 
 def request_from_json(
@@ -179,27 +224,7 @@ def request_from_json(
     request.decision = _string(action.get("name"), "action.name")
     if _object(action.get("properties"), "action.properties", required=False):
         raise InvalidArgument("action.properties", "a decision takes no action properties")
-    if _string(resource.get("type"), "resource.type") != RESOURCE_TYPE:
-        raise InvalidArgument("resource.type", f"must be {RESOURCE_TYPE!r}")
-    request.case_reference = _string(resource.get("id"), "resource.id")
-    props = _object(resource.get("properties"), "resource.properties")
-    request.council = _string(props.get("council"), "resource.properties.council")
-    policy = policies.councils.get(request.council)
-    declared = (
-        {fid: policy.facts[fid].type.value for fid in policy.declared_facts} if policy else {}
-    )
-    for key, value in props.items():
-        if key != "council":
-            _set_fact(request.context, key, value, f"resource.properties.{key}", declared)
-    for key, value in context.items():
-        if key == "decision_time":
-            _decision_time(value, request)
-        elif key == "request_id":
-            request.request_id = _string(value, "context.request_id")
-        elif key in props:
-            raise InvalidArgument(f"context.{key}", "is already given in resource.properties")
-        else:
-            _set_fact(request.context, key, value, f"context.{key}", declared)
+    fill_case(request, resource, context, policies)
     return request
 
 

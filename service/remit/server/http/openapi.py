@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from remit.server.http import mapping
+from remit.server.http.search import MAX_LIMIT, ROLE_TYPE
 from remit.v1 import remit_pb2 as pb
 
 TITLE = "remit: OpenID AuthZEN Authorization API 1.0"
@@ -232,6 +233,48 @@ def components() -> dict[str, Any]:
                 "field": {"type": "string"},
             },
         },
+        "Page": {
+            "type": "object",
+            "properties": {
+                "token": {"type": "string"},
+                "limit": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
+            },
+        },
+        "PageResult": {
+            "type": "object",
+            "required": ["next_token"],
+            "properties": {
+                "next_token": {"type": "string"},
+                "count": {"type": "integer", "minimum": 0},
+                "total": {"type": "integer", "minimum": 0},
+            },
+        },
+        "SubjectSearchRequest": _search_request(
+            {"type": "object", "required": ["type"], "properties": {"type": {"const": ROLE_TYPE}}},
+            with_action=True,
+        ),
+        "ActionSearchRequest": _search_request(
+            {"$ref": "#/components/schemas/Subject"}, with_action=False
+        ),
+        "SubjectSearchResponse": _search_response(
+            {
+                "type": "object",
+                "required": ["type", "id"],
+                "properties": {
+                    "type": {"const": ROLE_TYPE},
+                    "id": {"type": "string"},
+                    "properties": message_schema(pb.Authoriser.DESCRIPTOR, skip=("role",)),
+                },
+            },
+            {"decided_outside": {"type": "string"}, "policy_version": {"type": "string"}},
+        ),
+        "ActionSearchResponse": _search_response(
+            _permitted(),
+            {
+                "conditional": {"type": "array", "items": _permitted()},
+                "policy_version": {"type": "string"},
+            },
+        ),
         "Metadata": {
             "type": "object",
             "required": ["policy_decision_point", "access_evaluation_endpoint"],
@@ -240,6 +283,50 @@ def components() -> dict[str, Any]:
     }
     schemas.update({k: v for k, v in _messages().items() if k not in schemas})
     return dict(sorted(schemas.items()))
+
+
+def _search_request(subject: dict[str, Any], with_action: bool) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "subject": subject,
+        "resource": {
+            "allOf": [
+                {"$ref": "#/components/schemas/Resource"},
+                {"description": "The case; its id is not needed"},
+            ]
+        },
+        "context": {"$ref": "#/components/schemas/Context"},
+        "page": {"$ref": "#/components/schemas/Page"},
+    }
+    required = ["subject", "resource"]
+    if with_action:
+        props["action"] = {"$ref": "#/components/schemas/Action"}
+        required.insert(1, "action")
+    return {"type": "object", "required": required, "properties": props}
+
+
+def _search_response(result: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["results"],
+        "properties": {
+            "page": {"$ref": "#/components/schemas/PageResult"},
+            "context": {"type": "object", "properties": context},
+            "results": {"type": "array", "items": result},
+        },
+    }
+
+
+def _permitted() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "description": "The decision id"},
+            "properties": message_schema(
+                pb.PermittedDecision.DESCRIPTOR, skip=("decision", "conditional")
+            ),
+        },
+    }
 
 
 def _semantics() -> tuple[str, ...]:
