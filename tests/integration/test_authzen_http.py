@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -334,3 +335,19 @@ def test_the_http_address_setting_is_checked(env: dict[str, str], message: str) 
     with pytest.raises(ConfigError, match=message) as raised:
         load(env)
     assert "REMIT_HTTP_ADDRESS" in str(raised.value)
+
+
+def test_answers_are_not_held_behind_the_clients_delayed_ack(pdp: Pdp) -> None:
+    """Headers and body leave at once (TCP_NODELAY on accepted sockets): with Nagle on, each
+    keep-alive answer waits about 40 ms for the client's delayed ACK (~21 answers/s)."""
+    conn = http.client.HTTPConnection("127.0.0.1", pdp.server.port, timeout=10)
+    body = json.dumps(epo(["team_manager"])).encode()
+    headers = {"Content-Type": "application/json"}
+    conn.request("POST", "/access/v1/evaluation", body=body, headers=headers)
+    conn.getresponse().read()
+    started = time.perf_counter()
+    for _ in range(30):
+        conn.request("POST", "/access/v1/evaluation", body=body, headers=headers)
+        assert conn.getresponse().read()
+    conn.close()
+    assert time.perf_counter() - started < 30 * 0.04 * 0.75
