@@ -8,7 +8,8 @@ Request (``POST /access/v1/evaluation``)::
     resource  {type: "case", id: <case reference>,
                properties: {council, <case facts: legal_status, child_age, looked_after, ...>}}
     context   {<decision facts: amount_pence, exceptional_circumstances, ...>,
-               decision_time: RFC 3339, request_id, service_area, grant}
+               decision_time: RFC 3339, request_id, service_area, grant,
+               deviation: {agreed_by_id, agreed_by_role, reason_code}}
 
 Facts named in ``resource.properties`` or ``context`` are the fields of the gRPC
 ``Context`` message (typed strictly: a JSON ``true`` is not an integer); any other key is a
@@ -191,6 +192,8 @@ def fill_case(
     for key, value in context.items():
         if key == "decision_time":
             _decision_time(value, request)
+        elif key == "deviation" and isinstance(request, pb.AuthoriseRequest):
+            _deviation(value, request.deviation)
         elif key == "request_id":
             if not isinstance(request, pb.AuthoriseRequest):
                 raise InvalidArgument("context.request_id", "is not used by a search")
@@ -199,6 +202,15 @@ def fill_case(
             raise InvalidArgument(f"context.{key}", "is already given in resource.properties")
         else:
             _set_fact(request.context, key, value, f"context.{key}", declared)
+
+
+def _deviation(value: Any, into: pb.Deviation) -> None:
+    """A break-glass deviation (``context.deviation``): who agreed it, their role, a code."""
+    fields = _object(value, "context.deviation")
+    for key, text in fields.items():
+        if key not in ("agreed_by_id", "agreed_by_role", "reason_code"):
+            raise InvalidArgument(f"context.deviation.{key}", "is not part of a deviation")
+        setattr(into, key, _string(text, f"context.deviation.{key}"))
 
 
 def actor_from_json(subject: Any) -> pb.Actor:

@@ -69,7 +69,7 @@ def _field_schema(fd: FieldDescriptor) -> dict[str, Any]:
 def _messages() -> dict[str, Any]:
     """Every message the answer's context refers to, by name."""
     out: dict[str, Any] = {}
-    todo = [pb.AuthoriseResponse.DESCRIPTOR, pb.Grant.DESCRIPTOR]
+    todo = [pb.AuthoriseResponse.DESCRIPTOR, pb.Grant.DESCRIPTOR, pb.Deviation.DESCRIPTOR]
     while todo:
         desc = todo.pop()
         if desc.name in out or desc.full_name.startswith("google.protobuf"):
@@ -126,6 +126,7 @@ def components() -> dict[str, Any]:
     context["properties"] = {
         "decision_time": {"type": "string", "format": "date-time"},
         "request_id": {"type": "string"},
+        "deviation": {"$ref": "#/components/schemas/Deviation"},
         **context["properties"],
     }
     schemas: dict[str, Any] = {
