@@ -186,6 +186,9 @@ class Config:
     metrics_address: str = _setting(
         env="REMIT_METRICS_ADDRESS", parse=_optional_address, default="", flag="--metrics-address"
     )
+    # The AuthZEN HTTP/JSON API (remit.server.http) on its own port; "" = off. Same TLS
+    # files and access file as gRPC; a single process only (not with --workers N).
+    http_address: str = _setting(env="REMIT_HTTP_ADDRESS", parse=_optional_address, default="")
     workers: int = _setting(
         env="REMIT_WORKERS", parse=_int_between(1, 64), default=1, flag="--workers"
     )
@@ -374,6 +377,10 @@ def _check_whole(config: Config, raw: Mapping[str, tuple[str, str]]) -> None:
         raise ConfigError(where("address"), "--workers > 1 needs a fixed port, not 0")
     if config.metrics_address and config.metrics_address == config.address:
         raise ConfigError(where("metrics_address"), "must differ from the gRPC address")
+    if config.http_address and config.http_address in (config.address, config.metrics_address):
+        raise ConfigError(where("http_address"), "must differ from the gRPC and metrics addresses")
+    if config.http_address and config.workers > 1:
+        raise ConfigError(where("http_address"), "the AuthZEN HTTP port needs --workers 1")
     if config.tracing_exporter and importlib.util.find_spec("opentelemetry.sdk") is None:
         name = (
             "otel_traces_exporter"

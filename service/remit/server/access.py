@@ -177,6 +177,19 @@ class AccessPolicy:
             )
         return cls(identities, tokens, dev_mode)
 
+    def resolve_bearer(self, authorization: str) -> Caller | None:
+        """The caller an HTTP ``Authorization: Bearer`` header names (dev mode only), the
+        open caller without an access file, else None (refused)."""
+        if self._identities is None:
+            return Caller("http", None)
+        if not self.dev_mode or not authorization.startswith("Bearer "):
+            return None
+        digest = hashlib.sha256(authorization.removeprefix("Bearer ").encode()).hexdigest()
+        for known, (name, councils) in self._tokens.items():
+            if hmac.compare_digest(known, digest):
+                return Caller(name, councils)
+        return None
+
     def resolve(self, context: grpc.ServicerContext) -> Caller | None:
         """The caller, or None when the identity is not known (PERMISSION_DENIED)."""
         names = peer_names(context)

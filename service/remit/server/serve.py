@@ -53,6 +53,7 @@ from remit.model.errors import PolicyError
 from remit.server.access import AccessPolicy
 from remit.server.convert import TimeWindow
 from remit.server.hook import DecisionHook, DecisionObserver
+from remit.server.http.app import HttpDeps
 from remit.server.interceptors import chain
 from remit.server.limits import StreamSlots
 from remit.server.metrics import Metrics
@@ -256,14 +257,13 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
             ("grpc.so_reuseport", 1 if deps.reuse_port else 0),
         ],
     )
-    observers: list[DecisionObserver] = [o for o in (deps.metrics, deps.tracing) if o is not None]
     services = remit_pb2.DESCRIPTOR.services_by_name  # non-raising deserializers: registry.py
     add_service(
         server,
         services["AuthorisationService"],
         AuthorisationServicer(
             deps.holder,
-            DecisionHook(deps.audit, observers),
+            decision_hook(deps),
             deps.batch_limit,
             TimeWindow(past=timedelta(days=deps.decision_time_window_days)),
         ),
@@ -285,6 +285,27 @@ def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
     if port == 0:
         raise OSError(f"cannot bind {address}")
     return server, port
+
+
+def decision_hook(deps: Deps) -> DecisionHook:
+    """The decision hook every answered decision goes through: the log, metrics, tracing."""
+    observers: list[DecisionObserver] = [o for o in (deps.metrics, deps.tracing) if o is not None]
+    return DecisionHook(deps.audit, observers)
+
+
+def http_deps(deps: Deps) -> HttpDeps:
+    """What the AuthZEN HTTP API shares with gRPC: policy, hook, access, limits."""
+    return HttpDeps(
+        deps.holder,
+        decision_hook(deps),
+        deps.access,
+        TimeWindow(past=timedelta(days=deps.decision_time_window_days)),
+        deps.batch_limit,
+    )
+
+
+def _tls_paths(config: Config) -> tuple[Path | None, Path | None, Path | None, bool]:
+    return config.tls_cert, config.tls_key, config.tls_client_ca, config.allow_plaintext
 
 
 def serve_forever(config: Config) -> int:
@@ -373,6 +394,17 @@ def serve_forever(config: Config) -> int:
         log.error("cannot listen: %s", exc)
         source.stop()
         return 1
+    http = None
+    if config.http_address:  # AuthZEN over HTTP/JSON, the same use case and decision hook
+        from remit.server.http.server import start_http
+
+        try:
+            http = start_http(config.http_address, http_deps(deps), *_tls_paths(config))
+        except (OSError, ValueError) as exc:
+            log.error("cannot serve AuthZEN on %s: %s", config.http_address, exc)
+            source.stop()
+            return 2
+        log.info("AuthZEN HTTP API on port %d", http.port)
     server.start()
     source.start()
     health_servicer.set_all(health_pb2.HealthCheckResponse.SERVING)
@@ -394,6 +426,8 @@ def serve_forever(config: Config) -> int:
         log.info("draining %.1fs: NOT_SERVING, still answering", config.shutdown_drain_seconds)
         time.sleep(config.shutdown_drain_seconds)
     log.info("refusing new calls; in-flight calls have %.1fs", config.shutdown_grace_seconds)
+    if http is not None:
+        http.stop(config.shutdown_grace_seconds)
     server.stop(grace=config.shutdown_grace_seconds).wait()
     audit.flush()
     sys.stdout.flush()

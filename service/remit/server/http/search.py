@@ -1,0 +1,163 @@
+"""The AuthZEN Search APIs in remit's terms, with the specification's pagination.
+
+* **Subject search** (``POST /access/v1/search/subject``): who may take this decision on
+  this case, remit's ``ListAuthorisers`` (:func:`remit.engine.queries.who_may_decide`).
+  remit knows the scheme's posts, not the council's staff, so the subjects are posts:
+  ``subject.type`` must be ``"role"`` and each result is ``{"type": "role", "id": <role
+  id>, "properties": {title, rule_id, section, conditions}}``, lowest post first; the
+  response ``context.decided_outside`` names the body outside the department, if any.
+* **Action search** (``POST /access/v1/search/action``): what this worker may decide on
+  this case, remit's ``ListPermittedDecisions``
+  (:func:`remit.engine.queries.permitted_decisions`). Each result is ``{"name": <decision
+  id>, "properties": {wording, section, rule_id, summary, obligations}}``. Only settled
+  permissions are results (so each, evaluated, is ``decision: true``); those that hang on a
+  fact the request does not carry are listed apart in ``context.conditional``.
+* **Resource search** is not offered (and not in the PDP metadata): remit holds no case
+  records, so it cannot list the cases a worker may act on; what it could say per case
+  depends on facts only the case-management system has.
+
+Pagination: ``page.limit`` (1-1000; absent or 0: every result) and the opaque
+``page.token`` from the previous ``page.next_token``. A token is bound to its query (a hash
+of every entity and the limit): a token sent with a changed query is a 400 naming
+``page.token``. Each response carries ``page`` with ``next_token`` ("" on the last page),
+``count`` and ``total``. Searches are queries, not decisions: they are not decision-log
+entries (as the gRPC list queries are not).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from google.protobuf import json_format
+
+from remit.engine.queries import permitted_decisions, who_may_decide
+from remit.model.errors import InvalidArgument
+from remit.model.policy import PolicySet
+from remit.server import convert as _convert
+from remit.server.access import check_council
+from remit.server.http.mapping import actor_from_json, fill_case
+from remit.server.interceptors.validation import check_message
+from remit.v1 import remit_pb2 as pb
+
+ROLE_TYPE = "role"
+MAX_LIMIT = 1000
+
+
+def _object(value: Any, field: str, required: bool = True) -> dict[str, Any]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(field, "is required" if value is None else "must be a JSON object")
+    return value
+
+
+def _query_digest(body: dict[str, Any], limit: int) -> str:
+    query = {k: body.get(k) for k in ("subject", "action", "resource", "context")}
+    text = json.dumps([query, limit], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def paginate(
+    body: dict[str, Any], results: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The page of ``results`` the request's ``page`` asks for, and the response's ``page``."""
+    page = _object(body.get("page"), "page", required=False)
+    limit = page.get("limit", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_LIMIT:
+        raise InvalidArgument("page.limit", f"must be an integer from 0 to {MAX_LIMIT}")
+    digest = _query_digest(body, limit)
+    offset = 0
+    token = page.get("token", "")
+    if not isinstance(token, str):
+        raise InvalidArgument("page.token", "must be a string")
+    if token:
+        try:
+            raw = base64.urlsafe_b64decode(token.encode()).decode()
+            start, bound = raw.split(":", 1)
+            offset = int(start)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidArgument("page.token", "is not a token this PDP issued") from None
+        if bound != digest or offset < 0:
+            raise InvalidArgument(
+                "page.token", "belongs to another query: send the same entities and limit"
+            )
+    end = len(results) if limit == 0 else min(len(results), offset + limit)
+    shown = results[offset:end]
+    next_token = (
+        base64.urlsafe_b64encode(f"{end}:{digest}".encode()).decode() if end < len(results) else ""
+    )
+    return {"next_token": next_token, "count": len(shown), "total": len(results)}, shown
+
+
+def _context(body: dict[str, Any]) -> dict[str, Any]:
+    return _object(body.get("context"), "context", required=False)
+
+
+def _as_json(message: Any) -> dict[str, Any]:
+    out: dict[str, Any] = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return out
+
+
+def subject_search(policies: PolicySet, body: dict[str, Any]) -> dict[str, Any]:
+    """Who may take ``action`` on ``resource``: the scheme's posts, as ``role`` subjects."""
+    subject = _object(body.get("subject"), "subject")
+    if subject.get("type") != ROLE_TYPE:
+        raise InvalidArgument(
+            "subject.type", f"must be {ROLE_TYPE!r}: remit answers with the scheme's posts"
+        )
+    action = _object(body.get("action"), "action")
+    request = pb.ListAuthorisersRequest()
+    name = action.get("name")
+    if not isinstance(name, str):
+        raise InvalidArgument("action.name", "is required" if name is None else "must be a string")
+    request.decision = name
+    fill_case(request, _object(body.get("resource"), "resource"), _context(body), policies)
+    check_message(request)
+    check_council(request.council, "resource.properties.council")
+    facts, area, grant = _convert.context_from_proto(
+        request.context, policies.councils.get(request.council)
+    )
+    when = _convert.time_from_proto(request, "decision_time")
+    who = who_may_decide(policies, request.council, request.decision, facts, area, grant, when)
+    results = []
+    for a in who.authorisers:
+        props = _as_json(_convert.authoriser_to_proto(a))
+        results.append({"type": ROLE_TYPE, "id": props.pop("role"), "properties": props})
+    page, shown = paginate(body, results)
+    return {
+        "page": page,
+        "context": {"decided_outside": who.decided_outside, "policy_version": policies.version},
+        "results": shown,
+    }
+
+
+def action_search(policies: PolicySet, body: dict[str, Any]) -> dict[str, Any]:
+    """What the ``subject`` (a worker) may decide on ``resource``: settled permissions."""
+    request = pb.ListPermittedDecisionsRequest(actor=actor_from_json(body.get("subject")))
+    fill_case(request, _object(body.get("resource"), "resource"), _context(body), policies)
+    check_message(request)
+    check_council(request.council, "resource.properties.council")
+    facts, area, grant = _convert.context_from_proto(
+        request.context, policies.councils.get(request.council)
+    )
+    when = _convert.time_from_proto(request, "decision_time")
+    actor = _convert.actor_from_proto(request.actor)
+    found = permitted_decisions(policies, request.council, actor, facts, area, grant, when)
+    listed = _convert.permitted_to_proto(found, policies.version, when or _convert.now())
+    settled: list[dict[str, Any]] = []
+    conditional: list[dict[str, Any]] = []
+    for d in listed.decisions:
+        props = _as_json(d)
+        entry = {"name": props.pop("decision"), "properties": props}
+        (conditional if props.pop("conditional") else settled).append(entry)
+    page, shown = paginate(body, settled)
+    return {
+        "page": page,
+        "context": {"conditional": conditional, "policy_version": policies.version},
+        "results": shown,
+    }
