@@ -63,7 +63,8 @@ def test_execute_all_answers_every_evaluation_in_order(pdp: Pdp, semantic: str |
     assert got[2]["context"] == {
         "error": {
             "status": 400,
-            "message": "council 'torbay' has no decision 'no_such_decision'",
+            "message": "council 'torbay' has no decision 'no_such_decision'; "
+            "CatalogueService/GetScheme or `remit catalogue torbay` lists its decisions",
             "field": "action.name",
         }
     }
@@ -98,7 +99,8 @@ def test_an_evaluation_overrides_a_default_and_a_missing_one_is_its_own_error(
     assert got[0]["decision"] is True
     assert got[1]["context"]["error"] == {
         "status": 404,
-        "message": "unknown council 'atlantis'",
+        "message": "unknown council 'atlantis'; "
+        "CatalogueService/ListCouncils or `remit catalogue` lists the councils",
         "field": "resource.properties.council",
     }
     body = batch([ALLOW, {**ALLOW, "subject": epo(["team_manager"])["subject"]}])
