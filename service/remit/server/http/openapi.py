@@ -33,6 +33,13 @@ _SCALARS = {
 }
 
 
+# the four parts of an evaluation, as references (the request, a batch item, batch defaults)
+_PARTS = {
+    part: {"$ref": f"#/components/schemas/{part.title()}"}
+    for part in ("subject", "action", "resource", "context")
+}
+
+
 def message_schema(desc: Descriptor, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """A protobuf message as JSON Schema, as ``MessageToDict`` with proto field names
     writes it (enums as names, Timestamps as RFC 3339 strings, maps as objects)."""
@@ -172,28 +179,19 @@ def components() -> dict[str, Any]:
             "type": "object",
             "required": ["subject", "action", "resource"],
             "properties": {
-                "subject": {"$ref": "#/components/schemas/Subject"},
-                "action": {"$ref": "#/components/schemas/Action"},
-                "resource": {"$ref": "#/components/schemas/Resource"},
-                "context": {"$ref": "#/components/schemas/Context"},
+                **_PARTS,
             },
         },
         "Evaluation": {
             "type": "object",
             "properties": {
-                "subject": {"$ref": "#/components/schemas/Subject"},
-                "action": {"$ref": "#/components/schemas/Action"},
-                "resource": {"$ref": "#/components/schemas/Resource"},
-                "context": {"$ref": "#/components/schemas/Context"},
+                **_PARTS,
             },
         },
         "EvaluationsRequest": {
             "type": "object",
             "properties": {
-                "subject": {"$ref": "#/components/schemas/Subject"},
-                "action": {"$ref": "#/components/schemas/Action"},
-                "resource": {"$ref": "#/components/schemas/Resource"},
-                "context": {"$ref": "#/components/schemas/Context"},
+                **_PARTS,
                 "evaluations": {
                     "type": "array",
                     "items": {"$ref": "#/components/schemas/Evaluation"},
