@@ -96,7 +96,12 @@ def test_action_search_is_the_settled_permitted_decisions(pdp: Pdp, channel: grp
 
 
 def test_pagination_walks_every_result_once_and_binds_the_token(pdp: Pdp) -> None:
-    body = epo(["team_manager"])
+    # one decision time for every page: due times count from it (a walk across midnight
+    # would otherwise see two due dates for the same obligation)
+    from datetime import UTC, datetime
+
+    when = datetime.now(UTC).replace(microsecond=0).isoformat()
+    body = epo(["team_manager"], {"decision_time": when})
     del body["action"]
     everything = search(pdp, ACTIONS, body, "ActionSearchResponse")["results"]
     assert len(everything) > 3
