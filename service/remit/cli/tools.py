@@ -1,4 +1,4 @@
-"""Commands for the people who own the schemes: ``remit lint``, ``remit diff``, ``remit matrix``.
+"""Commands for the people who own the schemes: ``remit lint``, ``diff``, ``matrix``, ``coverage``.
 
 Registered by :data:`remit.cli.COMMAND_MODULES`. Exit codes follow :mod:`remit.cli`; lint
 errors exit 5 (``EXIT_LINT``), distinct from compile errors (3).
@@ -87,6 +87,58 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    from remit.model.policy import load_dir
+    from remit.tools import coverage as _coverage
+
+    try:
+        policies = load_dir(Path(args.policy_dir) if args.policy_dir else _paths.generated_dir())
+    except PolicyError as exc:
+        print(f"remit coverage: {exc}", file=sys.stderr)
+        return EXIT_POLICY
+    unknown = sorted(set(args.council) - set(policies.councils))
+    if unknown:
+        print(
+            f"remit coverage: unknown council {unknown[0]!r}"
+            f" (councils: {', '.join(sorted(policies.councils))})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    councils = sorted(args.council) or sorted(policies.councils)
+    try:
+        reports = [
+            _coverage.council_report(policies.councils[c], Path(args.schemes), Path(args.sources))
+            for c in councils
+        ]
+    except CompileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_COMPILE
+    out_dir = Path(args.out_dir)
+    stale: list[str] = []
+    for report in reports:
+        text = _coverage.render_markdown(report)
+        target = out_dir / f"{report.council}.md"
+        if args.write:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                target.write_text(text, encoding="utf-8")
+        elif args.check and (not target.is_file() or target.read_text(encoding="utf-8") != text):
+            stale.append(str(target))
+        print(_coverage.summary(report))
+        for row in report.uncovered:
+            print(f"  uncovered {row.row.id} (line {row.row.line}): {row.row.text[:100]}")
+    if args.html:
+        Path(args.html).write_text(_coverage.render_html(reports), encoding="utf-8")
+        print(f"wrote {args.html}")
+    if stale:
+        for path in stale:
+            print(f"stale: {path}", file=sys.stderr)
+        print("remit coverage --check: run `remit coverage --write`", file=sys.stderr)
+        return EXIT_POLICY
+    return EXIT_FAILED if any(r.uncovered for r in reports) else 0
+
+
 def register(sub: Any) -> None:
     """Add lint, diff and matrix to the ``remit`` subcommands."""
     root = _paths.project_root()
@@ -115,3 +167,24 @@ def register(sub: Any) -> None:
     matrix.add_argument("--out", default="", help="HTML file (default COUNCIL-matrix.html)")
     matrix.add_argument("--policy-dir", default="")
     matrix.set_defaults(func=_cmd_matrix)
+
+    cov = sub.add_parser(
+        "coverage",
+        help="map every numbered row of the source documents to what covers it (exit 1: uncovered)",
+    )
+    cov.add_argument("--council", action="append", default=[], help="only this council")
+    cov.add_argument("--schemes", default=schemes)
+    cov.add_argument("--sources", default=str(root / "policies" / "sources"))
+    cov.add_argument(
+        "--policy-dir", default="", help="compiled policy (default policies/generated)"
+    )
+    cov.add_argument(
+        "--out-dir", default=str(root / "policies" / "coverage"), help="where the Markdown lives"
+    )
+    mode = cov.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write <out-dir>/<council>.md")
+    mode.add_argument(
+        "--check", action="store_true", help="exit 4 when a committed report is stale"
+    )
+    cov.add_argument("--html", default="", help="also write one HTML page for an auditor")
+    cov.set_defaults(func=_cmd_coverage)

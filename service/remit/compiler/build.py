@@ -111,7 +111,15 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-PART_KEYS = ("roles", "areas", "facts", "decisions", "notifications")
+PART_KEYS = (
+    "roles",
+    "areas",
+    "facts",
+    "decisions",
+    "notifications",
+    "exclusions",
+    "source_rows",
+)
 
 
 def load_scheme(
@@ -220,6 +228,7 @@ class _Compiler:
         self._check_deviation()
         decisions = self._check_decisions()
         events = self._check_events()
+        self._check_coverage_keys()
         if self.col.problems:
             return None, self.col.problems
         return self._emit(council, decisions, events), []
@@ -304,6 +313,22 @@ class _Compiler:
             if rid not in self.roles:
                 self.col.add(("deviation", "roles", k), f"unknown role {rid!r}")
         self._check_quote(("deviation", "quote"), dev["quote"])
+
+    def _check_coverage_keys(self) -> None:
+        """``exclusions`` quote the source; ``source_rows`` patterns are regular expressions.
+
+        Neither is compiled into the rule table: they describe the source for
+        ``remit coverage`` (:mod:`remit.tools.coverage`), not what the engine decides.
+        """
+        for i, exclusion in enumerate(self.data.get("exclusions", [])):
+            self._check_quote(("exclusions", i, "quote"), exclusion["quote"])
+        for i, block in enumerate(self.data.get("source_rows", [])):
+            for key in ("headings", "skip"):
+                for k, pattern in enumerate(block.get(key, [])):
+                    try:
+                        re.compile(pattern)
+                    except re.error as exc:
+                        self.col.add(("source_rows", i, key, k), f"not a regular expression: {exc}")
 
     def _check_quote(self, path: tuple[str | int, ...], quote: str) -> None:
         if self.source_text and not quote_found(quote, self.source_text):
