@@ -189,6 +189,11 @@ class Config:
     # The AuthZEN HTTP/JSON API (remit.server.http) on its own port; "" = off. Same TLS
     # files and access file as gRPC; a single process only (not with --workers N).
     http_address: str = _setting(env="REMIT_HTTP_ADDRESS", parse=_optional_address, default="")
+    # AuthZEN tenants whose PEPs name entities by identifier (remit.server.http.directory):
+    # their subject and resource types, known subjects and resources; "" = none.
+    authzen_directory: Path | None = _setting(  # noqa: RUF009 (a dataclasses.field)
+        env="REMIT_AUTHZEN_DIRECTORY", parse=_optional_file, default=None
+    )
     workers: int = _setting(
         env="REMIT_WORKERS", parse=_int_between(1, 64), default=1, flag="--workers"
     )

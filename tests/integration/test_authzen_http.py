@@ -224,13 +224,13 @@ def test_bad_bodies_get_the_error_handling(pdp: Pdp, raw: bytes, status: int) ->
     assert b"true" not in data
 
 
-def test_a_body_not_sent_as_json_is_415(pdp: Pdp) -> None:
+def test_a_body_not_sent_as_json_is_400(pdp: Pdp) -> None:  # scenario c-2-4-3
     got, headers, _ = pdp.call(
         "/access/v1/evaluation",
         epo(["team_manager"]),
         headers={"Content-Type": "text/plain"},
     )
-    assert got == 415 and headers["remit-error-field"] == "Content-Type"
+    assert got == 400 and headers["remit-error-field"] == "Content-Type"
 
 
 def test_unknown_top_level_members_are_ignored_as_the_spec_requires(pdp: Pdp) -> None:
@@ -351,3 +351,24 @@ def test_answers_are_not_held_behind_the_clients_delayed_ack(pdp: Pdp) -> None:
         assert conn.getresponse().read()
     conn.close()
     assert time.perf_counter() - started < 30 * 0.04 * 0.75
+
+
+def test_a_council_is_also_a_tenant_path_with_its_own_metadata(pdp: Pdp) -> None:
+    body = epo(["team_manager"], {"exceptional_circumstances": True})
+    del body["resource"]["properties"]["council"]
+    status, _, data = pdp.call("/torbay/access/v1/evaluation", body)
+    assert status == 200 and json.loads(data)["decision"] is True
+    status, headers, _ = pdp.call(
+        "/torbay/access/v1/evaluation", epo(["team_manager"], None, "halton")
+    )
+    assert status == 400 and headers["remit-error-field"] == "resource.properties.council"
+    assert pdp.call("/no_such/access/v1/evaluation", body)[0] == 404
+    _, _, data = pdp.call("/.well-known/authzen-configuration/torbay", method="GET")
+    meta = json.loads(data)
+    assert meta["policy_decision_point"].endswith("/torbay")
+    assert (
+        meta["access_evaluation_endpoint"]
+        == meta["policy_decision_point"] + "/access/v1/evaluation"
+    )
+    assert "search_resource_endpoint" not in meta  # no directory: remit holds no cases
+    assert pdp.call("/torbay/access/v1/search/resource", body)[0] == 404

@@ -396,10 +396,14 @@ def serve_forever(config: Config) -> int:
         return 1
     http = None
     if config.http_address:  # AuthZEN over HTTP/JSON, the same use case and decision hook
+        from remit.server.http.directory import load as load_directory
         from remit.server.http.server import start_http
 
         try:
-            http = start_http(config.http_address, http_deps(deps), *_tls_paths(config))
+            http_setup = http_deps(deps)
+            if config.authzen_directory is not None:
+                http_setup.directory = load_directory(config.authzen_directory)
+            http = start_http(config.http_address, http_setup, *_tls_paths(config))
         except (OSError, ValueError) as exc:
             log.error("cannot serve AuthZEN on %s: %s", config.http_address, exc)
             source.stop()

@@ -1,0 +1,103 @@
+"""The AuthZEN 1.0 certification scenario against a real ``remit serve`` over HTTPS: every
+test of its Basic, Batch, Search and Discovery levels (Core and Properties) passes, and the
+README's results table is the one this run produces (``python -m tests.support.authzen_cert
+--write`` regenerates it). The fixture is a test-only scheme compiled into a scratch
+directory; it is never in the served catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from remit.model.errors import InvalidArgument
+from remit.model.policy import PolicySet
+from remit.server.http.directory import DirectoryError, canonical, load
+
+from tests.support import authzen_cert
+from tests.support.authzen_cert import FIXTURE, README, TENANT, Pdp, readme_table, run_all, table
+
+
+@pytest.fixture(scope="module")
+def pdp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pdp]:
+    with authzen_cert.serving(tmp_path_factory.mktemp("cert")) as served:
+        yield served
+
+
+def test_every_certification_test_passes_and_the_readme_table_is_this_run(pdp: Pdp) -> None:
+    results = run_all(pdp)
+    failed = [f"{r.case.test_id}: {r.detail}" for r in results if not r.passed]
+    assert not failed, failed
+    assert {r.case.test_id for r in results} >= {
+        "c-2-2-1", "c-2-2-4", "c-3-2-7", "c-4-2-4", "c-4-3-4", "c-4-4-3", "c-6",
+    }  # fmt: skip
+    assert readme_table(README.read_text(encoding="utf-8")) == table(results), (
+        "README.md's conformance table is stale: python -m tests.support.authzen_cert --write"
+    )
+
+
+def test_a_refusal_inside_a_tenant_names_the_field_and_never_allows(pdp: Pdp) -> None:
+    reply = pdp.post(
+        "evaluation",
+        {
+            "subject": {"type": "user", "id": "alice"},
+            "action": {"name": "write"},
+            "resource": {"type": "record", "id": "record-1", "properties": {"status": "archived"}},
+        },
+    )  # the directory holds record-1 as active: a disagreement is refused, not preferred
+    assert reply.status == 400
+    assert reply.headers["remit-error-field"] == "resource.properties.status"
+    reply = pdp.post(
+        "evaluation",
+        {
+            "subject": {"type": "user", "id": "mallory"},
+            "action": {"name": "read"},
+            "resource": {"type": "record", "id": "record-1"},
+        },
+    )
+    assert reply.status == 400 and reply.headers["remit-error-field"] == "subject.id"
+    unknown = pdp.send("GET", "/.well-known/authzen-configuration/no_such_council")
+    assert unknown.status == 404
+
+
+def test_the_fixture_is_not_in_the_served_catalogue(policies: PolicySet) -> None:
+    assert TENANT not in policies.councils
+    assert not (Path(__file__).parents[2] / "policies" / "generated" / TENANT).exists()
+
+
+def test_a_directory_lists_every_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "directory.yaml"
+    bad.write_text(
+        "tenants:\n  torbay:\n    subject_type: user\n    subjects: {a: {roles: x}}\n"
+        "    resources: {r: {status: 1.5}}\n    colour: blue\n"
+    )
+    with pytest.raises(DirectoryError) as info:
+        load(bad)
+    text = str(info.value)
+    for part in (
+        "tenants.torbay.colour",
+        "tenants.torbay.resource_type",
+        "tenants.torbay.subjects.a.roles",
+        "tenants.torbay.resources.r.status",
+    ):
+        assert part in text
+
+
+def test_only_mapped_properties_are_read_and_they_cannot_be_forged_into_posts() -> None:
+    tenant = load(FIXTURE / "directory.yaml")[TENANT]
+    item = {
+        "subject": {
+            "type": "user",
+            "id": "alice",
+            "properties": {"role": "editor", "roles": ["x"]},
+        },
+        "action": {"name": "delete", "properties": {"soft": True, "method": "DELETE"}},
+        "resource": {"type": "record", "id": "record-1", "properties": {"owner": "bob"}},
+    }
+    out = canonical(tenant, item)
+    assert out["subject"]["properties"] == {"roles": ["editor"]}  # "editor" is no mapped value
+    assert out["context"] == {"soft": True}
+    assert out["resource"]["properties"] == {"council": TENANT, "status": "active"}
+    with pytest.raises(InvalidArgument) as info:
+        canonical(tenant, {**item, "subject": {"type": "worker", "id": "alice"}})
+    assert info.value.field == "subject.type"
