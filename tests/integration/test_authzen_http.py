@@ -273,7 +273,9 @@ def test_bearer_tokens_bind_the_caller_to_councils(policies: PolicySet, tmp_path
         server.stop()
 
 
-def test_plaintext_off_loopback_and_mtls_are_refused(policies: PolicySet) -> None:
+def test_plaintext_off_loopback_and_mtls_without_an_access_file_are_refused(
+    policies: PolicySet,
+) -> None:
     deps = HttpDeps(
         PolicyHolder(policies),
         DecisionHook(AuditLog(MemorySink(), "strict")),
@@ -281,8 +283,8 @@ def test_plaintext_off_loopback_and_mtls_are_refused(policies: PolicySet) -> Non
     )
     with pytest.raises(ValueError, match="plaintext"):
         start_http("0.0.0.0:0", deps)
-    with pytest.raises(ValueError, match="mTLS"):
-        start_http("127.0.0.1:0", deps, client_ca=Path("ca.pem"))
+    with pytest.raises(ValueError, match="mTLS needs REMIT_ACCESS_FILE"):
+        start_http("127.0.0.1:0", deps, Path("s.crt"), Path("s.key"), Path("ca.pem"))
 
 
 def test_remit_serve_opens_the_http_port_beside_grpc_and_logs_and_counts_alike() -> None:

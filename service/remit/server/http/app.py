@@ -103,6 +103,7 @@ METADATA_FIELDS = {
     "search_action_endpoint": ACTION_SEARCH_PATH,
 }
 _MEMBERS = ("subject", "action", "resource", "context")
+PEER_NAMES = "remit.peer_names"  # scope["state"]: the client certificate's typed names
 
 
 class HttpError(Exception):
@@ -213,7 +214,14 @@ def create_app(deps: HttpDeps) -> Starlette:
     """The Starlette application serving AuthZEN over ``deps``."""
 
     def caller(request: Request) -> Caller:
-        found = deps.access.resolve_bearer(request.headers.get("authorization", ""))
+        """The caller as gRPC resolves it: the client certificate (mTLS), else a dev token."""
+        names: tuple[str, ...] = request.scope.get("state", {}).get(PEER_NAMES, ())
+        found = deps.access.resolve_names(names, request.headers.get("authorization", ""), "http")
+        if found is None and names:
+            log.warning(
+                "permission denied: client certificate %s is not in the access file", names[0]
+            )
+            raise HttpError(403, "this client certificate is not bound to any council")
         if found is None:
             raise HttpError(401, "a known bearer token is required", "Authorization")
         return found
