@@ -87,6 +87,7 @@ def _serve(policies: PolicySet, access: AccessPolicy) -> tuple[HttpServer, Memor
         DecisionHook(AuditLog(sink, "strict", Pseudonymiser(b"k" * 32)), [metrics]),
         access,
         TimeWindow(),
+        metrics=metrics,
     )
     return start_http("127.0.0.1:0", deps), sink, metrics
 
@@ -374,3 +375,45 @@ def test_a_council_is_also_a_tenant_path_with_its_own_metadata(pdp: Pdp) -> None
     )
     assert "search_resource_endpoint" not in meta  # no directory: remit holds no cases
     assert pdp.call("/torbay/access/v1/search/resource", body)[0] == 404
+
+
+def _http_samples(metrics: Metrics, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def test_requests_are_counted_by_route_template_and_status_with_no_request_text(
+    policies: PolicySet,
+) -> None:
+    server, sink, metrics = _serve(policies, AccessPolicy.open_access())
+    pdp = Pdp(server, sink, metrics)
+    try:
+        body = epo(["team_manager"])
+        assert pdp.call("/access/v1/evaluation", body)[0] == 200
+        assert pdp.call("/access/v1/evaluation", raw=b"{")[0] == 400
+        assert pdp.call("/torbay/access/v1/evaluation", body)[0] == 200
+        assert pdp.call("/nobody-7f3a/access/v1/evaluation", body)[0] == 404
+        assert pdp.call("/tm-0001/CASE-77/anything", body)[0] == 404
+        counted = _http_samples(metrics, "remit_http_requests_total")
+        assert counted == {
+            (("endpoint", "/access/v1/evaluation"), ("status", "200")): 1.0,
+            (("endpoint", "/access/v1/evaluation"), ("status", "400")): 1.0,
+            (("endpoint", "/{tenant}/access/v1/evaluation"), ("status", "200")): 1.0,
+            (("endpoint", "/{tenant}/access/v1/evaluation"), ("status", "404")): 1.0,
+            (("endpoint", "unmatched"), ("status", "404")): 1.0,
+        }
+        timed = _http_samples(metrics, "remit_http_request_duration_seconds_count")
+        assert sum(timed.values()) == 5
+        assert _http_samples(metrics, "remit_http_requests_in_flight") == {(): 0.0}
+        text = "".join(
+            f"{k}{v}" for f in metrics.registry.collect() for s in f.samples
+            for k, v in s.labels.items()
+        )  # fmt: skip
+        for personal in ("tm-0001", "CASE-77", "nobody-7f3a"):
+            assert personal not in text
+    finally:
+        server.stop()

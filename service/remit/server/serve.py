@@ -291,6 +291,7 @@ def http_deps(deps: Deps) -> HttpDeps:
         deps.access,
         TimeWindow(past=timedelta(days=deps.decision_time_window_days)),
         deps.batch_limit,
+        metrics=deps.metrics,
     )
 
 

@@ -35,9 +35,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from remit.audit.log import AuditUnavailable, CallInfo
 from remit.distribution.holder import PolicyHolder
@@ -56,6 +58,7 @@ from remit.server.http.search import (
     subject_search,
 )
 from remit.server.interceptors.validation import check_message
+from remit.server.metrics import Metrics
 from remit.server.servicers import DEFAULT_BATCH_LIMIT, answer
 
 log = logging.getLogger("remit.http")
@@ -162,6 +165,7 @@ class HttpDeps:
     batch_limit: int = DEFAULT_BATCH_LIMIT
     base_url: str = ""  # the PDP identifier in the metadata; "" = from the request
     directory: dict[str, Tenant] = field(default_factory=dict)  # REMIT_AUTHZEN_DIRECTORY
+    metrics: Metrics | None = None  # requests by endpoint and status, their duration
 
 
 def _error(exc: HttpError, request_id: str) -> Response:
@@ -208,6 +212,46 @@ def _item_error(status: int, message: str, field: str = "") -> dict[str, Any]:
     if field:
         error["field"] = field
     return {"decision": False, "context": {"error": error}}
+
+
+class Counted:
+    """ASGI middleware: every HTTP request counted by the route that answered it (its
+    template, ``unmatched`` for none) and its status, and timed; in flight while handled."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # a response never started is counted as an internal error
+        counted = False
+
+        def count() -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                self.metrics.http_in_flight.dec()
+                route = scope.get("route")
+                endpoint = route.path if isinstance(route, Route) else "unmatched"
+                self.metrics.count_http(endpoint, status, time.perf_counter() - started)
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                count()  # before the last byte leaves: counted once the client has it all
+            await send(message)
+
+        self.metrics.http_in_flight.inc()
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            count()
 
 
 def create_app(deps: HttpDeps) -> Starlette:
@@ -410,7 +454,9 @@ def create_app(deps: HttpDeps) -> Starlette:
         ACTION_SEARCH_PATH: searching(action_search, directory_action_search),
         RESOURCE_SEARCH_PATH: searching(None, directory_resource_search),
     }
+    middleware = [Middleware(Counted, metrics=deps.metrics)] if deps.metrics else []
     return Starlette(
+        middleware=middleware,
         routes=[
             *(
                 Route(path, endpoint(handlers[path]), methods=["POST"])
@@ -424,5 +470,5 @@ def create_app(deps: HttpDeps) -> Starlette:
                 for path in ENDPOINTS
             ),
             Route(METADATA_PATH + TENANT_PREFIX, metadata, methods=["GET"]),
-        ]
+        ],
     )
