@@ -6,13 +6,19 @@ directory; it is never in the served catalogue."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from remit.config import ConfigError
+from remit.config import load as load_config
+from remit.distribution.signing import generate_keypair
 from remit.model.errors import InvalidArgument
 from remit.model.policy import PolicySet
 from remit.server.http.directory import DirectoryError, canonical, load
+from remit.server.http.signed import verify
 
 from tests.support import authzen_cert
 from tests.support.authzen_cert import FIXTURE, README, TENANT, Pdp, readme_table, run_all, table
@@ -101,3 +107,31 @@ def test_only_mapped_properties_are_read_and_they_cannot_be_forged_into_posts() 
     with pytest.raises(InvalidArgument) as info:
         canonical(tenant, {**item, "subject": {"type": "worker", "id": "alice"}})
     assert info.value.field == "subject.type"
+
+
+def test_the_metadata_is_signed_with_the_configured_key_and_names_the_configured_pdp(
+    pdp: Pdp,
+) -> None:
+    meta = pdp.discover().json()
+    assert pdp.metadata_key is not None
+    claims = verify(meta["signed_metadata"], pdp.metadata_key)
+    assert claims["iss"] == meta["policy_decision_point"] == pdp.base
+    assert claims["search_resource_endpoint"] == pdp.base + "/access/v1/search/resource"
+    head, _, sig = meta["signed_metadata"].split(".")
+    forged = base64.urlsafe_b64encode(
+        json.dumps({**claims, "access_evaluation_endpoint": "https://evil.example/"}).encode()
+    ).decode().rstrip("=")  # fmt: skip
+    with pytest.raises(ValueError, match="does not verify"):
+        verify(f"{head}.{forged}.{sig}", pdp.metadata_key)
+    other = generate_keypair()[1]
+    with pytest.raises(ValueError, match="does not verify"):
+        verify(meta["signed_metadata"], other)
+
+
+def test_signed_metadata_needs_a_configured_base_url(tmp_path: Path) -> None:
+    key = tmp_path / "metadata.key"
+    key.write_bytes(generate_keypair()[0])
+    with pytest.raises(ConfigError, match="REMIT_HTTP_BASE_URL"):
+        load_config({"REMIT_AUTHZEN_METADATA_KEY": str(key)})
+    with pytest.raises(ConfigError, match="https"):
+        load_config({"REMIT_HTTP_BASE_URL": "http://pdp.example"})

@@ -14,6 +14,7 @@ same and asserts every test passes and the README is current.
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -28,7 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jsonschema import Draft202012Validator
+from remit.distribution.signing import generate_keypair
 
 from tests.support.certs import Authority
 from tests.support.ports import free_port
@@ -97,8 +102,11 @@ class Reply:
 class Pdp:
     """The PDP under test, found by its base URL (``https://host:port/<tenant>``)."""
 
-    def __init__(self, host: str, port: int, prefix: str, ca: Path) -> None:
+    def __init__(
+        self, host: str, port: int, prefix: str, ca: Path, metadata_key: bytes | None = None
+    ) -> None:
         self.host, self.port, self.prefix = host, port, prefix
+        self.metadata_key = metadata_key  # the public key signed metadata is checked with
         self.tls = ssl.create_default_context(cafile=str(ca))
         self.base = f"https://{host}:{port}{prefix}"
         self.paths = {
@@ -524,6 +532,27 @@ def c_5(pdp: Pdp) -> None:
     decisions(pdp, {**body, "unknownMember": [1, 2]}, True)
 
 
+def jwt_claims(token: Any, public_pem: bytes | None) -> dict[str, Any]:
+    """The claims of a JWS-signed JWT, checked here with ``cryptography`` alone (EdDSA), not
+    with remit's own code."""
+    check(isinstance(token, str) and token.count(".") == 2, "signed_metadata is not a JWT")
+    check(public_pem is not None, "no public key to verify signed_metadata with")
+    head, body, sig = str(token).split(".")
+
+    def unb64(text: str) -> bytes:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+    check(json.loads(unb64(head)).get("alg") == "EdDSA", "signed_metadata alg is not EdDSA")
+    key = serialization.load_pem_public_key(public_pem or b"")
+    check(isinstance(key, Ed25519PublicKey), "not an Ed25519 key")
+    try:
+        key.verify(unb64(sig), f"{head}.{body}".encode())  # type: ignore[union-attr]
+    except InvalidSignature:
+        raise Failed("signed_metadata's signature does not verify") from None
+    claims: dict[str, Any] = json.loads(unb64(body))
+    return claims
+
+
 def c_6(pdp: Pdp) -> None:
     reply = pdp.discover()
     check(reply.status == 200, f"HTTP {reply.status}")
@@ -535,6 +564,13 @@ def c_6(pdp: Pdp) -> None:
             check(isinstance(value, str) and value.startswith("https://"), f"{key}: {value!r}")
     if "capabilities" in meta:
         check(all(isinstance(c, str) for c in meta["capabilities"]), "capabilities")
+    if "signed_metadata" in meta:
+        claims = jwt_claims(meta["signed_metadata"], pdp.metadata_key)
+        check(isinstance(claims.get("iss"), str), "signed_metadata has no iss claim")
+        check("signed_metadata" not in claims, "signed_metadata is a claim of itself")
+        for key, value in claims.items():  # signed values take precedence: they must agree
+            if key in meta:
+                check(meta[key] == value, f"signed {key} {value!r} differs from {meta[key]!r}")
     # the endpoints it names answer (the harness's fall-back paths are the same)
     for api, key in (
         ("evaluation", "access_evaluation_endpoint"),
@@ -593,7 +629,7 @@ CASES = (
     Case("c-4-3-4", "Search", "Properties", "Resource search with subject properties", c_4_3_4),
     Case("c-4-4-3", "Search", "Properties", "Action search with properties", c_4_4_3),
     Case("c-5", "All", "—", "Transport requirements", c_5),
-    Case("c-6", "Discovery", "—", "PDP metadata", c_6),
+    Case("c-6", "Discovery", "—", "PDP metadata (with signed_metadata)", c_6),
 )
 
 
@@ -665,6 +701,8 @@ def serving(work: Path) -> Iterator[Pdp]:
     ca = Authority(work)
     server_pem = ca.issue("localhost", server=True)
     grpc_port, http_port = free_port(), free_port()
+    private, public = generate_keypair()
+    (work / "metadata.key").write_bytes(private)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REMIT_", "OTEL_"))}
     env.update(
         REMIT_ADDRESS=f"127.0.0.1:{grpc_port}",
@@ -673,6 +711,8 @@ def serving(work: Path) -> Iterator[Pdp]:
         REMIT_TLS_CERT=str(server_pem.cert),
         REMIT_TLS_KEY=str(server_pem.key),
         REMIT_AUTHZEN_DIRECTORY=str(FIXTURE / "directory.yaml"),
+        REMIT_HTTP_BASE_URL=f"https://127.0.0.1:{http_port}",
+        REMIT_AUTHZEN_METADATA_KEY=str(work / "metadata.key"),
         REMIT_AUDIT_SINK=f"file:{work / 'decisions.jsonl'}",
         REMIT_LOG_LEVEL="WARNING",
     )
@@ -680,7 +720,7 @@ def serving(work: Path) -> Iterator[Pdp]:
     server = subprocess.Popen(
         [sys.executable, "-m", "remit.cli", "serve"], cwd=ROOT, env=env, stderr=log
     )
-    pdp = Pdp("127.0.0.1", http_port, f"/{TENANT}", ca.pem.cert)
+    pdp = Pdp("127.0.0.1", http_port, f"/{TENANT}", ca.pem.cert, public)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -389,11 +389,15 @@ def serve_forever(config: Config) -> int:
     if config.http_address:  # AuthZEN over HTTP/JSON, the same use case and decision hook
         from remit.server.http.directory import load as load_directory
         from remit.server.http.server import start_http
+        from remit.server.http.signed import MetadataSigner
 
         try:
             http_setup = http_deps(deps)
+            http_setup.base_url = config.http_base_url
             if config.authzen_directory is not None:
                 http_setup.directory = load_directory(config.authzen_directory)
+            if config.authzen_metadata_key is not None:
+                http_setup.signer = MetadataSigner.from_file(config.authzen_metadata_key)
             http = start_http(config.http_address, http_setup, *_tls_paths(config))
         except (OSError, ValueError) as exc:
             log.error("cannot serve AuthZEN on %s: %s", config.http_address, exc)

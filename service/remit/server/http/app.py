@@ -57,6 +57,7 @@ from remit.server.http.search import (
     directory_subject_search,
     subject_search,
 )
+from remit.server.http.signed import MetadataSigner
 from remit.server.interceptors.validation import check_message
 from remit.server.metrics import Metrics
 from remit.server.servicers import DEFAULT_BATCH_LIMIT, answer
@@ -166,6 +167,7 @@ class HttpDeps:
     base_url: str = ""  # the PDP identifier in the metadata; "" = from the request
     directory: dict[str, Tenant] = field(default_factory=dict)  # REMIT_AUTHZEN_DIRECTORY
     metrics: Metrics | None = None  # requests by endpoint and status, their duration
+    signer: MetadataSigner | None = None  # signed_metadata (needs base_url)
 
 
 def _error(exc: HttpError, request_id: str) -> Response:
@@ -411,12 +413,13 @@ def create_app(deps: HttpDeps) -> Starlette:
         fields = dict(METADATA_FIELDS)
         if tenant in deps.directory and deps.directory[tenant].resources:
             fields["search_resource_endpoint"] = RESOURCE_SEARCH_PATH
-        return JSONResponse(
-            {
-                "policy_decision_point": base,
-                **{name: base + path for name, path in fields.items()},
-            }
-        )
+        meta: dict[str, Any] = {
+            "policy_decision_point": base,
+            **{name: base + path for name, path in fields.items()},
+        }
+        if deps.signer is not None and deps.base_url:  # never over a Host header's URL
+            meta["signed_metadata"] = deps.signer.token(meta)
+        return JSONResponse(meta)
 
     from remit.server.http.openapi import document
 

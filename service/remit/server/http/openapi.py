@@ -313,7 +313,14 @@ def components() -> dict[str, Any]:
         "Metadata": {
             "type": "object",
             "required": ["policy_decision_point", "access_evaluation_endpoint"],
-            "properties": {name: {"type": "string", "format": "uri"} for name in _metadata_names()},
+            "properties": {
+                **{name: {"type": "string", "format": "uri"} for name in _metadata_names()},
+                "signed_metadata": {
+                    "type": "string",
+                    "description": "A JWT (EdDSA) of these parameters, iss the PDP identifier "
+                    "(with REMIT_AUTHZEN_METADATA_KEY and REMIT_HTTP_BASE_URL)",
+                },
+            },
         },
     }
     schemas.update({k: v for k, v in _messages().items() if k not in schemas})
