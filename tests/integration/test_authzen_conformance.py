@@ -10,6 +10,7 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from remit.config import ConfigError
@@ -89,24 +90,36 @@ def test_a_directory_lists_every_problem(tmp_path: Path) -> None:
         assert part in text
 
 
-def test_only_mapped_properties_are_read_and_they_cannot_be_forged_into_posts() -> None:
+def test_only_mapped_properties_are_read_and_an_unmapped_fact_is_refused_not_ignored(
+    policies: PolicySet,
+) -> None:
     tenant = load(FIXTURE / "directory.yaml")[TENANT]
-    item = {
-        "subject": {
-            "type": "user",
-            "id": "alice",
-            "properties": {"role": "editor", "roles": ["x"]},
-        },
+    item: dict[str, Any] = {
+        "subject": {"type": "user", "id": "alice", "properties": {"role": "editor"}},
         "action": {"name": "delete", "properties": {"soft": True, "method": "DELETE"}},
         "resource": {"type": "record", "id": "record-1", "properties": {"owner": "bob"}},
+        "context": {"ip": "192.0.2.1"},
     }
-    out = canonical(tenant, item)
+    out = canonical(tenant, item, policies)
     assert out["subject"]["properties"] == {"roles": ["editor"]}  # "editor" is no mapped value
     assert out["context"] == {"soft": True}
     assert out["resource"]["properties"] == {"council": TENANT, "status": "active"}
-    with pytest.raises(InvalidArgument) as info:
-        canonical(tenant, {**item, "subject": {"type": "worker", "id": "alice"}})
-    assert info.value.field == "subject.type"
+    for change, field in (
+        ({"subject": {"type": "worker", "id": "alice"}}, "subject.type"),
+        (
+            {"subject": {"type": "user", "id": "alice", "properties": {"roles": ["x"]}}},
+            "subject.properties.roles",
+        ),  # a worker's field, unmapped: it could be a post
+        ({"context": {"emergency": True}}, "context.emergency"),  # a fact a deny could test
+        ({"context": {"decision_time": "2026-01-01T00:00:00Z"}}, "context.decision_time"),
+        (
+            {"resource": {"type": "record", "id": "record-1", "properties": {"looked_after": 1}}},
+            "resource.properties.looked_after",
+        ),
+    ):
+        with pytest.raises(InvalidArgument) as info:
+            canonical(tenant, {**item, **change}, policies)
+        assert info.value.field == field
 
 
 def test_the_metadata_is_signed_with_the_configured_key_and_names_the_configured_pdp(

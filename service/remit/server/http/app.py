@@ -1,5 +1,9 @@
 """The AuthZEN HTTP application (Starlette): evaluation, evaluations, the subject and
-action searches (:mod:`.search`), PDP metadata and the OpenAPI document.
+action searches (:mod:`.search`), PDP metadata (signed with :mod:`.signed` when configured)
+and the OpenAPI document. Every endpoint is also served under a tenant, a council:
+``/{council}/access/v1/...`` and ``/.well-known/authzen-configuration/{council}``; a tenant
+with a directory (:mod:`.directory`) speaks its PEP's vocabulary and also offers resource
+search. Requests are counted by route template and status (:class:`Counted`).
 
 ``POST /access/v1/evaluations`` takes the specification's batch: top-level ``subject``,
 ``action``, ``resource`` and ``context`` are defaults each evaluation may override (a whole
@@ -304,7 +308,7 @@ def create_app(deps: HttpDeps) -> Starlette:
             policies = deps.holder.current() if policies is None else policies
             body = merged(item, defaults)
             if tenant in deps.directory:
-                body = canonical(deps.directory[tenant], body)
+                body = canonical(deps.directory[tenant], body, policies)
             elif tenant:
                 body = with_council(body, tenant)
             wire = request_from_json(body, policies)

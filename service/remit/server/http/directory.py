@@ -19,6 +19,7 @@ vocabulary of such a PEP and the entities it names::
           record-1: {status: active}
         resource_facts: [status]   # resource properties that are facts of the decision
         action_facts: [soft]       # action properties that are facts of the decision
+        context_facts: []          # context members that are facts of the decision
 
 :func:`canonical` turns one evaluation of such a tenant into remit's own form (subject
 ``worker`` with ``roles``, resource ``case`` with the council and its facts, the action's
@@ -28,9 +29,11 @@ its directory posts and those its mapped properties name; the resource's facts a
 directory facts and the mapped properties (a property that disagrees with the directory is
 refused, naming it: never resolved by preference). Only the mapped properties are read: a
 tenant's PEP speaks its own vocabulary, and the certification scenario requires other
-properties and ``context`` members to be accepted and ignored (an ignored property cannot
-grant: posts and facts come only from the mapping). A council without a directory entry
-keeps remit's strict mapping, where an unknown property is refused.
+properties and ``context`` members to be accepted and ignored. Ignoring must never open a
+door, so a key the directory does not map but which *names* one of the council's facts
+(``emergency``, a declared fact) or a worker's field (``roles``, ``agency``...) is refused,
+naming it: the fact might be what a prohibition tests. A council without a directory entry
+keeps remit's strict mapping, where every unknown property is refused.
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ from typing import Any
 import yaml
 
 from remit.model.errors import InvalidArgument
+from remit.model.policy import PolicySet
+from remit.server.http.mapping import ACTOR_FLAGS, ACTOR_LISTS
+from remit.v1 import remit_pb2 as pb
+
+CONTEXT_FIELDS = tuple(name for name in pb.Context.DESCRIPTOR.fields_by_name if name != "facts")
+REQUEST_MEMBERS = ("council", "decision_time", "deviation", "request_id")
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:@")
 
@@ -58,6 +67,7 @@ class Tenant:
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     resource_facts: frozenset[str] = frozenset()
     action_facts: frozenset[str] = frozenset()
+    context_facts: frozenset[str] = frozenset()
 
     def known_subject(self, subject: dict[str, Any]) -> bool:
         return subject.get("type") == self.subject_type and subject.get("id") in self.subjects
@@ -97,6 +107,7 @@ _TENANT_KEYS = frozenset(
         "resources",
         "resource_facts",
         "action_facts",
+        "context_facts",
     )
 )
 
@@ -135,6 +146,7 @@ def _tenant(council: str, raw: Any, where: str, problems: list[str]) -> Tenant |
         resources[rid] = dict(spec)
     resource_facts = _ids(data.get("resource_facts", []), f"{where}.resource_facts", problems)
     action_facts = _ids(data.get("action_facts", []), f"{where}.action_facts", problems)
+    context_facts = _ids(data.get("context_facts", []), f"{where}.context_facts", problems)
     for rid, spec in resources.items():
         for key in sorted(set(spec) - set(resource_facts)):
             problems.append(f"{where}.resources.{rid}.{key}: not in resource_facts")
@@ -149,6 +161,7 @@ def _tenant(council: str, raw: Any, where: str, problems: list[str]) -> Tenant |
         resources,
         frozenset(resource_facts),
         frozenset(action_facts),
+        frozenset(context_facts),
     )
 
 
@@ -197,9 +210,29 @@ def _properties(entity: dict[str, Any], name: str) -> dict[str, Any]:
     return props
 
 
-def canonical(tenant: Tenant, item: dict[str, Any]) -> dict[str, Any]:
-    """One evaluation of ``tenant`` (its ``subject``, ``action``, ``resource``; ``context``
-    is not read) in remit's own form; InvalidArgument names the field."""
+def _unmapped(key: str, field: str, known: frozenset[str]) -> None:
+    """An unmapped key is ignored, unless it names something remit decides on."""
+    if key in known:
+        raise InvalidArgument(
+            field,
+            "names a fact or worker field this tenant's directory does not map: "
+            "refused rather than ignored",
+        )
+
+
+def decided_on(policies: PolicySet, council: str) -> frozenset[str]:
+    """The names remit decides on in ``council``: its facts (the gRPC ``Context`` fields and
+    the scheme's declared facts), the worker's fields and the request's own members."""
+    policy = policies.councils.get(council)
+    declared = policy.declared_facts if policy is not None else ()
+    return frozenset((*CONTEXT_FIELDS, *declared, *ACTOR_LISTS, *ACTOR_FLAGS, *REQUEST_MEMBERS))
+
+
+def canonical(tenant: Tenant, item: dict[str, Any], policies: PolicySet) -> dict[str, Any]:
+    """One evaluation of ``tenant`` (its ``subject``, ``action``, ``resource``, ``context``)
+    in remit's own form (an unmapped key naming what remit decides on is refused);
+    InvalidArgument names the field."""
+    known = decided_on(policies, tenant.council)
     subject = _object(item.get("subject"), "subject")
     action = _object(item.get("action"), "action")
     resource = _object(item.get("resource"), "resource")
@@ -209,8 +242,9 @@ def canonical(tenant: Tenant, item: dict[str, Any]) -> dict[str, Any]:
     roles = list(tenant.subjects.get(sid, ()))
     for key, value in _properties(subject, "subject").items():
         table = tenant.subject_properties.get(key)
-        if table is None:
-            continue  # not this tenant's vocabulary: ignored, and it cannot grant
+        if table is None:  # not this tenant's vocabulary: ignored
+            _unmapped(key, f"subject.properties.{key}", known)
+            continue
         values = value if isinstance(value, list) else [value]
         if not all(isinstance(v, str) for v in values):
             raise InvalidArgument(f"subject.properties.{key}", "must be a string or strings")
@@ -227,6 +261,7 @@ def canonical(tenant: Tenant, item: dict[str, Any]) -> dict[str, Any]:
     facts: dict[str, Any] = dict(tenant.resources.get(rid, {}))
     for key, value in _properties(resource, "resource").items():
         if key not in tenant.resource_facts:
+            _unmapped(key, f"resource.properties.{key}", known)
             continue
         if key in facts and facts[key] != value:
             raise InvalidArgument(
@@ -234,11 +269,22 @@ def canonical(tenant: Tenant, item: dict[str, Any]) -> dict[str, Any]:
                 f"disagrees with what this PDP holds for resource {rid!r}",
             )
         facts[key] = value
-    context = {
-        key: value
-        for key, value in _properties(action, "action").items()
-        if key in tenant.action_facts
-    }
+    context: dict[str, Any] = {}
+    for key, value in _properties(action, "action").items():
+        if key in tenant.action_facts:
+            context[key] = value
+        else:
+            _unmapped(key, f"action.properties.{key}", known)
+    given = item.get("context")
+    if given is not None and not isinstance(given, dict):
+        raise InvalidArgument("context", "must be a JSON object")
+    for key, value in (given or {}).items():
+        if key in tenant.context_facts:
+            if key in context:
+                raise InvalidArgument(f"context.{key}", "is already given in action.properties")
+            context[key] = value
+        else:
+            _unmapped(key, f"context.{key}", known)
     return {
         "subject": {"type": "worker", "id": sid, "properties": {"roles": roles}},
         "action": {"name": name},

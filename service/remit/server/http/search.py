@@ -12,9 +12,14 @@
   id>, "properties": {wording, section, rule_id, summary, obligations}}``. Only settled
   permissions are results (so each, evaluated, is ``decision: true``); those that hang on a
   fact the request does not carry are listed apart in ``context.conditional``.
-* **Resource search** is not offered (and not in the PDP metadata): remit holds no case
-  records, so it cannot list the cases a worker may act on; what it could say per case
-  depends on facts only the case-management system has.
+* **Resource search** is offered only under a tenant with a directory
+  (:mod:`.directory`, ``/{council}/access/v1/search/resource``): the directory's resources
+  the subject may act on. Elsewhere remit holds no case records, so it cannot list the cases
+  a worker may act on, and neither the endpoint nor the metadata offers it.
+* Under a directory tenant the subject and action searches answer in that tenant's terms
+  too: the known subjects that may take the action on the resource, and the council's
+  decisions (scheme order) the subject may take; every candidate is decided by the authorise
+  use case as an evaluation would be, and an unknown identifier or type is an empty result.
 
 Pagination: ``page.limit`` (1-1000; absent or 0: every result) and the opaque
 ``page.token`` from the previous ``page.next_token``. A token is bound to its query (a hash
@@ -200,7 +205,7 @@ def _action(body: dict[str, Any]) -> dict[str, Any]:
 def _allowed(tenant: Tenant, policies: PolicySet, item: dict[str, Any]) -> bool:
     """Whether the evaluation ``item`` of ``tenant`` is an allow: the authorise use case,
     as an evaluation would be decided (a query: no decision-log entry)."""
-    wire = request_from_json(canonical(tenant, item), policies)
+    wire = request_from_json(canonical(tenant, item, policies), policies)
     check_message(wire)
     check_council(wire.council, "resource.properties.council")
     return authorise(policies, wire).effect == pb.EFFECT_ALLOW
