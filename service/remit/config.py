@@ -55,6 +55,16 @@ def parse_address(raw: str) -> str:
     return f"{host}:{int(port)}"
 
 
+def _https_url(raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("want an https URL with no query or fragment")
+    return url
+
+
 def _optional_address(raw: str) -> str:
     return "" if raw.strip() in ("", "off", "none") else parse_address(raw)
 
@@ -189,6 +199,18 @@ class Config:
     # The AuthZEN HTTP/JSON API (remit.server.http) on its own port; "" = off. Same TLS
     # files and access file as gRPC; a single process only (not with --workers N).
     http_address: str = _setting(env="REMIT_HTTP_ADDRESS", parse=_optional_address, default="")
+    # The AuthZEN PDP identifier (https URL, no query or fragment) the metadata names;
+    # "" = the URL the request was sent to. Signed metadata needs it.
+    http_base_url: str = _setting(env="REMIT_HTTP_BASE_URL", parse=_https_url, default="")
+    # Ed25519 private key (PEM) signing the PDP metadata (its signed_metadata JWT)
+    authzen_metadata_key: Path | None = _setting(  # noqa: RUF009 (a dataclasses.field)
+        env="REMIT_AUTHZEN_METADATA_KEY", parse=_optional_file, default=None
+    )
+    # AuthZEN tenants whose PEPs name entities by identifier (remit.server.http.directory):
+    # their subject and resource types, known subjects and resources; "" = none.
+    authzen_directory: Path | None = _setting(  # noqa: RUF009 (a dataclasses.field)
+        env="REMIT_AUTHZEN_DIRECTORY", parse=_optional_file, default=None
+    )
     workers: int = _setting(
         env="REMIT_WORKERS", parse=_int_between(1, 64), default=1, flag="--workers"
     )
@@ -379,6 +401,11 @@ def _check_whole(config: Config, raw: Mapping[str, tuple[str, str]]) -> None:
         raise ConfigError(where("metrics_address"), "must differ from the gRPC address")
     if config.http_address and config.http_address in (config.address, config.metrics_address):
         raise ConfigError(where("http_address"), "must differ from the gRPC and metrics addresses")
+    if config.authzen_metadata_key and not config.http_base_url:
+        raise ConfigError(
+            where("authzen_metadata_key"),
+            "signed metadata needs REMIT_HTTP_BASE_URL: the PDP identifier it attests",
+        )
     if config.http_address and config.workers > 1:
         raise ConfigError(where("http_address"), "the AuthZEN HTTP port needs --workers 1")
     if config.tracing_exporter and importlib.util.find_spec("opentelemetry.sdk") is None:

@@ -87,6 +87,7 @@ def _serve(policies: PolicySet, access: AccessPolicy) -> tuple[HttpServer, Memor
         DecisionHook(AuditLog(sink, "strict", Pseudonymiser(b"k" * 32)), [metrics]),
         access,
         TimeWindow(),
+        metrics=metrics,
     )
     return start_http("127.0.0.1:0", deps), sink, metrics
 
@@ -224,13 +225,13 @@ def test_bad_bodies_get_the_error_handling(pdp: Pdp, raw: bytes, status: int) ->
     assert b"true" not in data
 
 
-def test_a_body_not_sent_as_json_is_415(pdp: Pdp) -> None:
+def test_a_body_not_sent_as_json_is_400(pdp: Pdp) -> None:  # scenario c-2-4-3
     got, headers, _ = pdp.call(
         "/access/v1/evaluation",
         epo(["team_manager"]),
         headers={"Content-Type": "text/plain"},
     )
-    assert got == 415 and headers["remit-error-field"] == "Content-Type"
+    assert got == 400 and headers["remit-error-field"] == "Content-Type"
 
 
 def test_unknown_top_level_members_are_ignored_as_the_spec_requires(pdp: Pdp) -> None:
@@ -273,7 +274,9 @@ def test_bearer_tokens_bind_the_caller_to_councils(policies: PolicySet, tmp_path
         server.stop()
 
 
-def test_plaintext_off_loopback_and_mtls_are_refused(policies: PolicySet) -> None:
+def test_plaintext_off_loopback_and_mtls_without_an_access_file_are_refused(
+    policies: PolicySet,
+) -> None:
     deps = HttpDeps(
         PolicyHolder(policies),
         DecisionHook(AuditLog(MemorySink(), "strict")),
@@ -281,8 +284,8 @@ def test_plaintext_off_loopback_and_mtls_are_refused(policies: PolicySet) -> Non
     )
     with pytest.raises(ValueError, match="plaintext"):
         start_http("0.0.0.0:0", deps)
-    with pytest.raises(ValueError, match="mTLS"):
-        start_http("127.0.0.1:0", deps, client_ca=Path("ca.pem"))
+    with pytest.raises(ValueError, match="mTLS needs REMIT_ACCESS_FILE"):
+        start_http("127.0.0.1:0", deps, Path("s.crt"), Path("s.key"), Path("ca.pem"))
 
 
 def test_remit_serve_opens_the_http_port_beside_grpc_and_logs_and_counts_alike() -> None:
@@ -351,3 +354,66 @@ def test_answers_are_not_held_behind_the_clients_delayed_ack(pdp: Pdp) -> None:
         assert conn.getresponse().read()
     conn.close()
     assert time.perf_counter() - started < 30 * 0.04 * 0.75
+
+
+def test_a_council_is_also_a_tenant_path_with_its_own_metadata(pdp: Pdp) -> None:
+    body = epo(["team_manager"], {"exceptional_circumstances": True})
+    del body["resource"]["properties"]["council"]
+    status, _, data = pdp.call("/torbay/access/v1/evaluation", body)
+    assert status == 200 and json.loads(data)["decision"] is True
+    status, headers, _ = pdp.call(
+        "/torbay/access/v1/evaluation", epo(["team_manager"], None, "halton")
+    )
+    assert status == 400 and headers["remit-error-field"] == "resource.properties.council"
+    assert pdp.call("/no_such/access/v1/evaluation", body)[0] == 404
+    _, _, data = pdp.call("/.well-known/authzen-configuration/torbay", method="GET")
+    meta = json.loads(data)
+    assert meta["policy_decision_point"].endswith("/torbay")
+    assert (
+        meta["access_evaluation_endpoint"]
+        == meta["policy_decision_point"] + "/access/v1/evaluation"
+    )
+    assert "search_resource_endpoint" not in meta  # no directory: remit holds no cases
+    assert pdp.call("/torbay/access/v1/search/resource", body)[0] == 404
+
+
+def _http_samples(metrics: Metrics, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def test_requests_are_counted_by_route_template_and_status_with_no_request_text(
+    policies: PolicySet,
+) -> None:
+    server, sink, metrics = _serve(policies, AccessPolicy.open_access())
+    pdp = Pdp(server, sink, metrics)
+    try:
+        body = epo(["team_manager"])
+        assert pdp.call("/access/v1/evaluation", body)[0] == 200
+        assert pdp.call("/access/v1/evaluation", raw=b"{")[0] == 400
+        assert pdp.call("/torbay/access/v1/evaluation", body)[0] == 200
+        assert pdp.call("/nobody-7f3a/access/v1/evaluation", body)[0] == 404
+        assert pdp.call("/tm-0001/CASE-77/anything", body)[0] == 404
+        counted = _http_samples(metrics, "remit_http_requests_total")
+        assert counted == {
+            (("endpoint", "/access/v1/evaluation"), ("status", "200")): 1.0,
+            (("endpoint", "/access/v1/evaluation"), ("status", "400")): 1.0,
+            (("endpoint", "/{tenant}/access/v1/evaluation"), ("status", "200")): 1.0,
+            (("endpoint", "/{tenant}/access/v1/evaluation"), ("status", "404")): 1.0,
+            (("endpoint", "unmatched"), ("status", "404")): 1.0,
+        }
+        timed = _http_samples(metrics, "remit_http_request_duration_seconds_count")
+        assert sum(timed.values()) == 5
+        assert _http_samples(metrics, "remit_http_requests_in_flight") == {(): 0.0}
+        text = "".join(
+            f"{k}{v}" for f in metrics.registry.collect() for s in f.samples
+            for k, v in s.labels.items()
+        )  # fmt: skip
+        for personal in ("tm-0001", "CASE-77", "nobody-7f3a"):
+            assert personal not in text
+    finally:
+        server.stop()

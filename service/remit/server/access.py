@@ -177,11 +177,19 @@ class AccessPolicy:
             )
         return cls(identities, tokens, dev_mode)
 
-    def resolve_bearer(self, authorization: str) -> Caller | None:
-        """The caller an HTTP ``Authorization: Bearer`` header names (dev mode only), the
-        open caller without an access file, else None (refused)."""
+    def resolve_names(
+        self, names: tuple[str, ...], authorization: str, anonymous: str
+    ) -> Caller | None:
+        """The caller, from the verified client certificate's typed ``names`` (mTLS) or,
+        in dev mode only, the ``Authorization: Bearer`` token; None when neither is known.
+        Without an access file, the open caller (named by its certificate, else
+        ``anonymous``). gRPC (:meth:`resolve`) and HTTP both ask here."""
         if self._identities is None:
-            return Caller("http", None)
+            return Caller(names[0] if names else anonymous, None)
+        for name in names:
+            councils = self._identities.get(name)
+            if councils is not None:
+                return Caller(name, councils)
         if not self.dev_mode or not authorization.startswith("Bearer "):
             return None
         digest = hashlib.sha256(authorization.removeprefix("Bearer ").encode()).hexdigest()
@@ -191,20 +199,43 @@ class AccessPolicy:
         return None
 
     def resolve(self, context: grpc.ServicerContext) -> Caller | None:
-        """The caller, or None when the identity is not known (PERMISSION_DENIED)."""
-        names = peer_names(context)
-        if self._identities is None:
-            return Caller(names[0] if names else f"peer:{context.peer()}", None)
-        for name in names:
-            councils = self._identities.get(name)
-            if councils is not None:
-                return Caller(name, councils)
-        if not self.dev_mode:
-            return None
-        for key, value in context.invocation_metadata():
-            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-                digest = hashlib.sha256(value.removeprefix("Bearer ").encode()).hexdigest()
-                for known, (name, councils) in self._tokens.items():
-                    if hmac.compare_digest(known, digest):
-                        return Caller(name, councils)
-        return None
+        """The gRPC caller, or None when the identity is not known (PERMISSION_DENIED)."""
+        authorization = next(
+            (
+                value
+                for key, value in context.invocation_metadata()
+                if key == "authorization" and isinstance(value, str)
+            ),
+            "",
+        )
+        return self.resolve_names(peer_names(context), authorization, f"peer:{context.peer()}")
+
+
+def check_transport(
+    kind: str,
+    address: str,
+    loopback: bool,
+    tls: bool,
+    client_ca: bool,
+    access: AccessPolicy,
+    allow_plaintext: bool,
+) -> None:
+    """The start-up checks gRPC and HTTP share; ValueError says what is unsafe and why."""
+    if not tls and not loopback and not allow_plaintext:
+        raise ValueError(
+            f"refusing plaintext {kind} on {address}: set REMIT_TLS_CERT/REMIT_TLS_KEY, "
+            "or REMIT_ALLOW_PLAINTEXT=1 to accept the risk"
+        )
+    if tls and client_ca and access.open:
+        raise ValueError("mTLS needs REMIT_ACCESS_FILE: which caller may query which councils")
+    if tls and client_ca and access.dev_mode:
+        raise ValueError(
+            "REMIT_ACCESS_FILE sets dev_mode with mTLS: a dev token must never lift a client "
+            "certificate to a council; drop dev_mode (and dev_tokens) in an mTLS deployment"
+        )
+    if tls and not client_ca and access.open and not loopback:
+        raise ValueError(
+            f"refusing TLS without client authentication on {address} ({kind}) with no "
+            "REMIT_ACCESS_FILE: every caller could query every council; set "
+            "REMIT_TLS_CLIENT_CA and REMIT_ACCESS_FILE"
+        )

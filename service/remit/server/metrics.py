@@ -18,6 +18,11 @@ Metrics (all prefixed ``remit_``):
   for every answered decision.
 * ``rpcs_total{method,code}``, ``rpc_errors_total{method,code}`` (code != OK),
   ``rpcs_in_flight``.
+* ``http_requests_total{endpoint,status}``, ``http_request_duration_seconds{endpoint}``
+  (histogram), ``http_requests_in_flight`` — the AuthZEN HTTP port's counterpart of the RPC
+  metrics; ``endpoint`` is the route's template (``/access/v1/evaluation``,
+  ``/{tenant}/access/v1/evaluation``; ``unmatched`` for any other path), never the request's
+  path, so neither a tenant nor junk makes a label value; ``status`` the HTTP status code.
 * ``policy_bundle_info{version,origin}``, ``policy_last_reload_timestamp_seconds``,
   ``policy_reloads_total``, ``policy_refused_total`` — from the policy source's status.
 * ``redis_state{state}`` — 1 for the current state (disabled, connected, unreachable).
@@ -165,6 +170,22 @@ class Metrics:
             buckets=HANDLING_BUCKETS,
             registry=r,
         )
+        self.http_requests = Counter(
+            "remit_http_requests",
+            "AuthZEN HTTP requests answered, by endpoint (route template) and status",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "remit_http_request_duration_seconds",
+            "Time the server took to answer an AuthZEN HTTP request",
+            ["endpoint"],
+            buckets=HANDLING_BUCKETS,
+            registry=r,
+        )
+        self.http_in_flight = Gauge(
+            "remit_http_requests_in_flight", "AuthZEN HTTP requests being handled", registry=r
+        )
         ProcessCollector(registry=r)
         # label children by (method, streaming[, code]): bounded by the registered methods
         self._grpc_children: dict[tuple[str, bool], tuple[Any, Any]] = {}
@@ -213,6 +234,11 @@ class Metrics:
         if seconds is not None:
             handled.inc()
             self._grpc(method, streaming)[1].observe(seconds)
+
+    def count_http(self, endpoint: str, status: int, seconds: float) -> None:
+        """An AuthZEN HTTP request to the route ``endpoint`` (its template) was answered."""
+        self.http_requests.labels(endpoint, str(status)).inc()
+        self.http_duration.labels(endpoint).observe(seconds)
 
     def on_decision(self, outcome: Outcome, call: CallInfo) -> None:
         """The decision hook: count one answered decision and observe its latency."""

@@ -50,7 +50,7 @@ from remit.config import Config, ConfigError
 from remit.distribution.holder import PolicyHolder
 from remit.distribution.source import SourceStatus, open_source
 from remit.model.errors import PolicyError
-from remit.server.access import AccessPolicy
+from remit.server.access import AccessPolicy, check_transport
 from remit.server.convert import TimeWindow
 from remit.server.hook import DecisionHook, DecisionObserver
 from remit.server.http.app import HttpDeps
@@ -225,25 +225,15 @@ def enable_reflection(server: grpc.Server, service_names: tuple[str, ...]) -> No
 
 
 def create_server(address: str, deps: Deps) -> tuple[grpc.Server, int]:
-    if deps.tls is None and not is_loopback(address) and not deps.allow_plaintext:
-        raise ValueError(
-            f"refusing plaintext gRPC on {address}: set REMIT_TLS_CERT/REMIT_TLS_KEY, "
-            "or REMIT_ALLOW_PLAINTEXT=1 to accept the risk"
-        )
-    if deps.tls is not None and deps.tls.client_ca is not None and deps.access.open:
-        raise ValueError("mTLS needs REMIT_ACCESS_FILE: which caller may query which councils")
-    if deps.tls is not None and deps.tls.client_ca is not None and deps.access.dev_mode:
-        raise ValueError(
-            "REMIT_ACCESS_FILE sets dev_mode with mTLS: a dev token must never lift a client "
-            "certificate to a council; drop dev_mode (and dev_tokens) in an mTLS deployment"
-        )
-    tls_open = deps.tls is not None and deps.tls.client_ca is None and deps.access.open
-    if tls_open and not is_loopback(address):
-        raise ValueError(
-            f"refusing TLS without client authentication on {address} with no "
-            "REMIT_ACCESS_FILE: every caller could query every council; set "
-            "REMIT_TLS_CLIENT_CA and REMIT_ACCESS_FILE"
-        )
+    check_transport(
+        "gRPC",
+        address,
+        is_loopback(address),
+        deps.tls is not None,
+        deps.tls is not None and deps.tls.client_ca is not None,
+        deps.access,
+        deps.allow_plaintext,
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=deps.max_workers, thread_name_prefix="remit-rpc"),
         interceptors=chain(
@@ -301,6 +291,7 @@ def http_deps(deps: Deps) -> HttpDeps:
         deps.access,
         TimeWindow(past=timedelta(days=deps.decision_time_window_days)),
         deps.batch_limit,
+        metrics=deps.metrics,
     )
 
 
@@ -396,10 +387,18 @@ def serve_forever(config: Config) -> int:
         return 1
     http = None
     if config.http_address:  # AuthZEN over HTTP/JSON, the same use case and decision hook
+        from remit.server.http.directory import load as load_directory
         from remit.server.http.server import start_http
+        from remit.server.http.signed import MetadataSigner
 
         try:
-            http = start_http(config.http_address, http_deps(deps), *_tls_paths(config))
+            http_setup = http_deps(deps)
+            http_setup.base_url = config.http_base_url
+            if config.authzen_directory is not None:
+                http_setup.directory = load_directory(config.authzen_directory)
+            if config.authzen_metadata_key is not None:
+                http_setup.signer = MetadataSigner.from_file(config.authzen_metadata_key)
+            http = start_http(config.http_address, http_setup, *_tls_paths(config))
         except (OSError, ValueError) as exc:
             log.error("cannot serve AuthZEN on %s: %s", config.http_address, exc)
             source.stop()

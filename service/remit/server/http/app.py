@@ -1,5 +1,9 @@
 """The AuthZEN HTTP application (Starlette): evaluation, evaluations, the subject and
-action searches (:mod:`.search`), PDP metadata and the OpenAPI document.
+action searches (:mod:`.search`), PDP metadata (signed with :mod:`.signed` when configured)
+and the OpenAPI document. Every endpoint is also served under a tenant, a council:
+``/{council}/access/v1/...`` and ``/.well-known/authzen-configuration/{council}``; a tenant
+with a directory (:mod:`.directory`) speaks its PEP's vocabulary and also offers resource
+search. Requests are counted by route template and status (:class:`Counted`).
 
 ``POST /access/v1/evaluations`` takes the specification's batch: top-level ``subject``,
 ``action``, ``resource`` and ``context`` are defaults each evaluation may override (a whole
@@ -19,9 +23,9 @@ Errors (the specification's HTTPS error handling; the body is an error message s
 ``text/plain``, naming the field, which is also in the ``Remit-Error-Field`` header):
 400 for bad JSON, a wrong type, a missing or unknown field (never ``decision: true``);
 401 for a missing or unknown bearer token; 403 for a council the caller is not bound to;
-404 for an unknown council; 413 for a body over the limit; 415 for a body not sent as
-``application/json``; 503 when the decision log refuses the entry (strict mode); 500 for an
-internal fault (no decision was made).
+404 for an unknown council or tenant; 413 for a body over the limit; 400 also for a body
+not sent as ``application/json`` (the certification scenario's c-2-4-3); 503 when the
+decision log refuses the entry (strict mode); 500 for an internal fault (no decision made).
 """
 
 from __future__ import annotations
@@ -30,25 +34,36 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from remit.audit.log import AuditUnavailable, CallInfo
 from remit.distribution.holder import PolicyHolder
-from remit.model.errors import NotFound, RequestError
+from remit.model.errors import InvalidArgument, NotFound, RequestError
 from remit.model.policy import PolicySet
 from remit.server import convert as _convert
 from remit.server.access import CALLER, AccessPolicy, Caller, PermissionDenied, check_council
 from remit.server.hook import DecisionHook
+from remit.server.http.directory import Tenant, canonical
 from remit.server.http.mapping import authzen_field, request_from_json, response_to_json
-from remit.server.http.search import action_search, subject_search
+from remit.server.http.search import (
+    action_search,
+    directory_action_search,
+    directory_resource_search,
+    directory_subject_search,
+    subject_search,
+)
+from remit.server.http.signed import MetadataSigner
 from remit.server.interceptors.validation import check_message
+from remit.server.metrics import Metrics
 from remit.server.servicers import DEFAULT_BATCH_LIMIT, answer
 
 log = logging.getLogger("remit.http")
@@ -58,6 +73,7 @@ EVALUATION_PATH = "/access/v1/evaluation"
 EVALUATIONS_PATH = "/access/v1/evaluations"
 METADATA_PATH = "/.well-known/authzen-configuration"
 SUBJECT_SEARCH_PATH = "/access/v1/search/subject"
+RESOURCE_SEARCH_PATH = "/access/v1/search/resource"
 ACTION_SEARCH_PATH = "/access/v1/search/action"
 OPENAPI_PATH = "/openapi.json"
 SEMANTICS = ("execute_all", "deny_on_first_deny", "permit_on_first_permit")
@@ -79,7 +95,14 @@ ENDPOINTS = {
         "ActionSearchRequest",
         "ActionSearchResponse",
     ),
+    RESOURCE_SEARCH_PATH: (
+        "Resource search: the resources a tenant's directory holds that this subject may act on",
+        "ResourceSearchRequest",
+        "ResourceSearchResponse",
+    ),
 }
+# every endpoint is also served under a tenant (a council): /{council}/access/v1/...
+TENANT_PREFIX = "/{tenant}"
 # the PDP metadata's endpoint parameters, each the path it names
 METADATA_FIELDS = {
     "access_evaluation_endpoint": EVALUATION_PATH,
@@ -87,6 +110,8 @@ METADATA_FIELDS = {
     "search_subject_endpoint": SUBJECT_SEARCH_PATH,
     "search_action_endpoint": ACTION_SEARCH_PATH,
 }
+_MEMBERS = ("subject", "action", "resource", "context")
+PEER_NAMES = "remit.peer_names"  # scope["state"]: the client certificate's typed names
 
 
 class HttpError(Exception):
@@ -144,14 +169,46 @@ class HttpDeps:
     window: _convert.TimeWindow = _convert.TimeWindow()  # noqa: RUF009  # frozen, shared
     batch_limit: int = DEFAULT_BATCH_LIMIT
     base_url: str = ""  # the PDP identifier in the metadata; "" = from the request
+    directory: dict[str, Tenant] = field(default_factory=dict)  # REMIT_AUTHZEN_DIRECTORY
+    metrics: Metrics | None = None  # requests by endpoint and status, their duration
+    signer: MetadataSigner | None = None  # signed_metadata (needs base_url)
 
 
 def _error(exc: HttpError, request_id: str) -> Response:
     headers = {"Remit-Error-Field": exc.field} if exc.field else {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="remit"'
     if request_id:
         headers["X-Request-ID"] = request_id
     text = f"{exc.field}: {exc.message}" if exc.field else exc.message
     return PlainTextResponse(text, status_code=exc.status, headers=headers)
+
+
+def with_council(item: dict[str, Any], council: str) -> dict[str, Any]:
+    """``item`` with the tenant's council as ``resource.properties.council`` (a council
+    already named there must be the tenant's)."""
+    resource = item.get("resource")
+    if not isinstance(resource, dict):
+        return item  # refused, naming the field, by the mapping
+    props = resource.get("properties", {})
+    if not isinstance(props, dict):
+        return item
+    named = props.get("council", council)
+    if named != council:
+        raise InvalidArgument(
+            "resource.properties.council", f"must be the tenant's council {council!r}, or absent"
+        )
+    return {**item, "resource": {**resource, "properties": {**props, "council": council}}}
+
+
+def merged(item: Any, defaults: dict[str, Any] | None) -> dict[str, Any]:
+    """One evaluation with the batch's defaults where it leaves a member out (whole
+    objects: the specification's default values)."""
+    if not isinstance(item, dict):
+        raise InvalidArgument("evaluation", "must be a JSON object")
+    out = dict(defaults or {})
+    out.update({k: v for k, v in item.items() if k in _MEMBERS})
+    return out
 
 
 def _item_error(status: int, message: str, field: str = "") -> dict[str, Any]:
@@ -163,11 +220,58 @@ def _item_error(status: int, message: str, field: str = "") -> dict[str, Any]:
     return {"decision": False, "context": {"error": error}}
 
 
+class Counted:
+    """ASGI middleware: every HTTP request counted by the route that answered it (its
+    template, ``unmatched`` for none) and its status, and timed; in flight while handled."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # a response never started is counted as an internal error
+        counted = False
+
+        def count() -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                self.metrics.http_in_flight.dec()
+                route = scope.get("route")
+                endpoint = route.path if isinstance(route, Route) else "unmatched"
+                self.metrics.count_http(endpoint, status, time.perf_counter() - started)
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                count()  # before the last byte leaves: counted once the client has it all
+            await send(message)
+
+        self.metrics.http_in_flight.inc()
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            count()
+
+
 def create_app(deps: HttpDeps) -> Starlette:
     """The Starlette application serving AuthZEN over ``deps``."""
 
     def caller(request: Request) -> Caller:
-        found = deps.access.resolve_bearer(request.headers.get("authorization", ""))
+        """The caller as gRPC resolves it: the client certificate (mTLS), else a dev token."""
+        names: tuple[str, ...] = request.scope.get("state", {}).get(PEER_NAMES, ())
+        found = deps.access.resolve_names(names, request.headers.get("authorization", ""), "http")
+        if found is None and names:
+            log.warning(
+                "permission denied: client certificate %s is not in the access file", names[0]
+            )
+            raise HttpError(403, "this client certificate is not bound to any council")
         if found is None:
             raise HttpError(401, "a known bearer token is required", "Authorization")
         return found
@@ -175,7 +279,7 @@ def create_app(deps: HttpDeps) -> Starlette:
     async def body(request: Request) -> Any:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/json":
-            raise HttpError(415, "the body must be sent as application/json", "Content-Type")
+            raise HttpError(400, "the body must be sent as application/json", "Content-Type")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             raise HttpError(413, f"the body is over {MAX_BODY_BYTES} bytes", "body")
@@ -193,6 +297,7 @@ def create_app(deps: HttpDeps) -> Starlette:
         who: Caller,
         item: Any,
         request_id: str,
+        tenant: str,
         defaults: dict[str, Any] | None = None,
         policies: PolicySet | None = None,
     ) -> dict[str, Any]:
@@ -201,7 +306,12 @@ def create_app(deps: HttpDeps) -> Starlette:
         token = CALLER.set(who)
         try:
             policies = deps.holder.current() if policies is None else policies
-            wire = request_from_json(item, policies, defaults)
+            body = merged(item, defaults)
+            if tenant in deps.directory:
+                body = canonical(deps.directory[tenant], body, policies)
+            elif tenant:
+                body = with_council(body, tenant)
+            wire = request_from_json(body, policies)
             if request_id and not wire.request_id:
                 wire.request_id = request_id
             check_message(wire)
@@ -221,16 +331,16 @@ def create_app(deps: HttpDeps) -> Starlette:
         finally:
             CALLER.reset(token)
 
-    def single(who: Caller, item: dict[str, Any], request_id: str) -> dict[str, Any]:
+    def single(who: Caller, item: dict[str, Any], request_id: str, tenant: str) -> dict[str, Any]:
         try:
-            return evaluate(who, item, request_id)
+            return evaluate(who, item, request_id, tenant)
         except RequestError as exc:
             raise HttpError(status_of(exc), exc.message, authzen_field(exc.field)) from None
 
-    def many(who: Caller, payload: dict[str, Any], request_id: str) -> dict[str, Any]:
+    def many(who: Caller, payload: dict[str, Any], request_id: str, tenant: str) -> dict[str, Any]:
         items = payload.get("evaluations")
         if items is None:  # no evaluations array: a single evaluation (the spec's rule)
-            return single(who, payload, request_id)
+            return single(who, payload, request_id, tenant)
         if not isinstance(items, list):
             raise HttpError(400, "must be a list", "evaluations")
         if len(items) > deps.batch_limit:
@@ -243,6 +353,8 @@ def create_app(deps: HttpDeps) -> Starlette:
             raise HttpError(
                 400, f"must be one of {', '.join(SEMANTICS)}", "options.evaluations_semantic"
             )
+        if not items:  # an empty array: a single evaluation too (the spec's rule)
+            return single(who, payload, request_id, tenant)
         defaults: dict[str, Any] = {
             k: payload[k] for k in ("subject", "action", "resource", "context") if k in payload
         }
@@ -250,7 +362,7 @@ def create_app(deps: HttpDeps) -> Starlette:
         results: list[dict[str, Any]] = []
         for item in items:
             try:
-                result = evaluate(who, item, "", defaults, policies)
+                result = evaluate(who, item, "", tenant, defaults, policies)
             except RequestError as exc:
                 result = _item_error(status_of(exc), exc.message, authzen_field(exc.field))
             except AuditUnavailable as exc:
@@ -265,16 +377,24 @@ def create_app(deps: HttpDeps) -> Starlette:
                 break
         return {"evaluations": results}
 
-    def endpoint(
-        work: Callable[[Caller, dict[str, Any], str], dict[str, Any]],
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def tenant_of(request: Request) -> str:
+        """The council a tenant path names ("" without one); HttpError 404 for none."""
+        tenant = str(request.path_params.get("tenant", ""))
+        if tenant and tenant not in deps.holder.current().councils:
+            raise HttpError(404, "is not a council this PDP serves", "tenant")
+        return tenant
+
+    Work = Callable[[Caller, dict[str, Any], str, str], dict[str, Any]]
+
+    def endpoint(work: Work) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             request_id = request.headers.get("x-request-id", "")[:128]
             headers = {"X-Request-ID": request_id} if request_id else {}
             try:
                 who = caller(request)
+                tenant = tenant_of(request)
                 payload = await body(request)
-                result = await run_in_threadpool(work, who, payload, request_id)
+                result = await run_in_threadpool(work, who, payload, request_id, tenant)
             except HttpError as exc:
                 return _error(exc, request_id)
             except AuditUnavailable as exc:
@@ -287,13 +407,23 @@ def create_app(deps: HttpDeps) -> Starlette:
         return handle
 
     async def metadata(request: Request) -> Response:
+        try:
+            tenant = tenant_of(request)
+        except HttpError as exc:
+            return _error(exc, "")
         base = deps.base_url or str(request.base_url).rstrip("/")
-        return JSONResponse(
-            {
-                "policy_decision_point": base,
-                **{name: base + path for name, path in METADATA_FIELDS.items()},
-            }
-        )
+        if tenant:
+            base = f"{base}/{tenant}"
+        fields = dict(METADATA_FIELDS)
+        if tenant in deps.directory and deps.directory[tenant].resources:
+            fields["search_resource_endpoint"] = RESOURCE_SEARCH_PATH
+        meta: dict[str, Any] = {
+            "policy_decision_point": base,
+            **{name: base + path for name, path in fields.items()},
+        }
+        if deps.signer is not None and deps.base_url:  # never over a Host header's URL
+            meta["signed_metadata"] = deps.signer.token(meta)
+        return JSONResponse(meta)
 
     from remit.server.http.openapi import document
 
@@ -303,12 +433,20 @@ def create_app(deps: HttpDeps) -> Starlette:
         return JSONResponse(spec)
 
     def searching(
-        query: Callable[[PolicySet, dict[str, Any]], dict[str, Any]],
-    ) -> Callable[[Caller, dict[str, Any], str], dict[str, Any]]:
-        def run(who: Caller, payload: dict[str, Any], request_id: str) -> dict[str, Any]:
+        query: Callable[[PolicySet, dict[str, Any]], dict[str, Any]] | None,
+        in_directory: Callable[[Tenant, PolicySet, dict[str, Any]], dict[str, Any]],
+    ) -> Work:
+        def run(
+            who: Caller, payload: dict[str, Any], request_id: str, tenant: str
+        ) -> dict[str, Any]:
             token = CALLER.set(who)
             try:
-                return query(deps.holder.current(), payload)
+                policies = deps.holder.current()
+                if tenant in deps.directory:
+                    return in_directory(deps.directory[tenant], policies, payload)
+                if query is None:  # resource search: remit holds no case records
+                    raise HttpError(404, "is offered only for a tenant with a directory", "path")
+                return query(policies, with_council(payload, tenant) if tenant else payload)
             except RequestError as exc:
                 raise HttpError(status_of(exc), exc.message, authzen_field(exc.field)) from None
             finally:
@@ -316,16 +454,28 @@ def create_app(deps: HttpDeps) -> Starlette:
 
         return run
 
-    handlers = {
+    handlers: dict[str, Work] = {
         EVALUATION_PATH: single,
         EVALUATIONS_PATH: many,
-        SUBJECT_SEARCH_PATH: searching(subject_search),
-        ACTION_SEARCH_PATH: searching(action_search),
+        SUBJECT_SEARCH_PATH: searching(subject_search, directory_subject_search),
+        ACTION_SEARCH_PATH: searching(action_search, directory_action_search),
+        RESOURCE_SEARCH_PATH: searching(None, directory_resource_search),
     }
+    middleware = [Middleware(Counted, metrics=deps.metrics)] if deps.metrics else []
     return Starlette(
+        middleware=middleware,
         routes=[
-            *(Route(path, endpoint(handlers[path]), methods=["POST"]) for path in ENDPOINTS),
+            *(
+                Route(path, endpoint(handlers[path]), methods=["POST"])
+                for path in ENDPOINTS
+                if path != RESOURCE_SEARCH_PATH  # only a tenant with a directory has resources
+            ),
             Route(METADATA_PATH, metadata, methods=["GET"]),
             Route(OPENAPI_PATH, openapi, methods=["GET"]),
-        ]
+            *(
+                Route(TENANT_PREFIX + path, endpoint(handlers[path]), methods=["POST"])
+                for path in ENDPOINTS
+            ),
+            Route(METADATA_PATH + TENANT_PREFIX, metadata, methods=["GET"]),
+        ],
     )

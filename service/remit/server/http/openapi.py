@@ -105,12 +105,12 @@ def _text(description: str) -> dict[str, Any]:
 
 
 ERRORS = {
-    "400": "Bad JSON, a wrong type, or a missing or unknown field (named); never an allow",
+    "400": "Bad JSON, a body not sent as application/json, a wrong type, or a missing or "
+    "unknown field (named); never an allow",
     "401": "No known bearer token (with an access file)",
     "403": "The caller may not query this council",
     "404": "Unknown council",
     "413": "The body is over 64 KiB",
-    "415": "The body is not application/json",
     "500": "Internal error; no decision was made",
     "503": "The decision log refused the entry (strict mode); no answer",
 }
@@ -274,10 +274,53 @@ def components() -> dict[str, Any]:
                 "policy_version": {"type": "string"},
             },
         ),
+        "ResourceSearchRequest": {
+            "type": "object",
+            "required": ["subject", "action", "resource"],
+            "description": "A directory tenant's query (REMIT_AUTHZEN_DIRECTORY): its own "
+            "subject and resource types (only under such a tenant's path)",
+            "properties": {
+                "subject": {"$ref": "#/components/schemas/TenantEntity"},
+                "action": {"$ref": "#/components/schemas/Action"},
+                "resource": {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {"type": {"type": "string"}},
+                },
+                "context": {"type": "object"},
+                "page": {"$ref": "#/components/schemas/Page"},
+            },
+        },
+        "ResourceSearchResponse": _search_response(
+            {"$ref": "#/components/schemas/TenantEntity"}, {}
+        ),
+        "TenantEntity": {
+            "type": "object",
+            "required": ["type", "id"],
+            "description": "A subject or resource in a directory tenant's own vocabulary",
+            "properties": {
+                "type": {"type": "string"},
+                "id": {"type": "string"},
+                "properties": {"type": "object"},
+            },
+        },
+        "TenantRequest": {
+            "type": "object",
+            "description": "The request of the same endpoint without a tenant; for a tenant "
+            "with a directory (REMIT_AUTHZEN_DIRECTORY), its entities are the tenant's own "
+            "types and identifiers, and only its mapped properties are read",
+        },
         "Metadata": {
             "type": "object",
             "required": ["policy_decision_point", "access_evaluation_endpoint"],
-            "properties": {name: {"type": "string", "format": "uri"} for name in _metadata_names()},
+            "properties": {
+                **{name: {"type": "string", "format": "uri"} for name in _metadata_names()},
+                "signed_metadata": {
+                    "type": "string",
+                    "description": "A JWT (EdDSA) of these parameters, iss the PDP identifier "
+                    "(with REMIT_AUTHZEN_METADATA_KEY and REMIT_HTTP_BASE_URL)",
+                },
+            },
         },
     }
     schemas.update({k: v for k, v in _messages().items() if k not in schemas})
@@ -337,11 +380,21 @@ def _semantics() -> tuple[str, ...]:
 def _metadata_names() -> tuple[str, ...]:
     from remit.server.http.app import METADATA_FIELDS
 
-    return ("policy_decision_point", *METADATA_FIELDS)
+    return ("policy_decision_point", *METADATA_FIELDS, "search_resource_endpoint")
 
 
-def _post(summary: str, request: str, response: str) -> dict[str, Any]:
+TENANT = {
+    "name": "tenant",
+    "in": "path",
+    "required": True,
+    "description": "A council id: the PDP whose base URL is /{tenant}",
+    "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+}
+
+
+def _post(summary: str, request: str, response: str, tenant: bool = False) -> dict[str, Any]:
     return {
+        **({"parameters": [TENANT]} if tenant else {}),
         "post": {
             "summary": summary,
             "requestBody": {
@@ -359,31 +412,45 @@ def _post(summary: str, request: str, response: str) -> dict[str, Any]:
                 },
                 **{code: _text(text) for code, text in ERRORS.items()},
             },
-        }
+        },
     }
 
 
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document, from the application's endpoint table."""
-    from remit.server.http.app import ENDPOINTS, METADATA_PATH, OPENAPI_PATH
+    from remit.server.http.app import (
+        ENDPOINTS,
+        METADATA_PATH,
+        OPENAPI_PATH,
+        RESOURCE_SEARCH_PATH,
+        TENANT_PREFIX,
+    )
 
     paths: dict[str, Any] = {
         path: _post(summary, request, response)
         for path, (summary, request, response) in ENDPOINTS.items()
+        if path != RESOURCE_SEARCH_PATH  # only under a tenant with a directory
     }
-    paths[METADATA_PATH] = {
-        "get": {
-            "summary": "PDP metadata",
-            "responses": {
-                "200": {
-                    "description": "The endpoints this PDP offers",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Metadata"}}
-                    },
-                }
-            },
+    paths.update(
+        {
+            TENANT_PREFIX + path: _post(f"{summary} (a tenant)", "TenantRequest", response, True)
+            for path, (summary, request, response) in ENDPOINTS.items()
         }
+    )
+    metadata = {
+        "summary": "PDP metadata",
+        "responses": {
+            "200": {
+                "description": "The endpoints this PDP offers",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Metadata"}}
+                },
+            },
+            "404": _text("Unknown tenant"),
+        },
     }
+    paths[METADATA_PATH] = {"get": metadata}
+    paths[METADATA_PATH + TENANT_PREFIX] = {"parameters": [TENANT], "get": metadata}
     paths[OPENAPI_PATH] = {
         "get": {
             "summary": "This document",

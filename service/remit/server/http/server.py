@@ -3,24 +3,43 @@
 ``start_http(address, deps, tls)`` binds the socket itself (so port 0 gives a free port at
 once), then serves on its own event loop in a daemon thread; ``HttpServer.stop()`` asks
 uvicorn to finish in-flight requests and waits for the thread. The same start-up checks as
-gRPC: plaintext only on loopback (or with ``allow_plaintext``). mTLS is not offered over
-HTTP in this first cut (uvicorn does not hand the peer certificate to the application), so
-a client CA refuses the HTTP port rather than serving it without the caller's identity.
+gRPC (:func:`remit.server.access.check_transport`, one place for both): plaintext only on
+loopback (or with ``allow_plaintext``), mTLS only with an access file and never with dev
+tokens. With a client CA the TLS handshake requires a client certificate signed by it (as
+gRPC's), and :class:`PeerCertificateProtocol` hands its typed names to the application, which
+resolves the caller from them exactly as gRPC does
+(:meth:`remit.server.access.AccessPolicy.resolve_names`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from remit.server.http.app import HttpDeps, create_app
+from remit.server.access import certificate_names, check_transport
+from remit.server.http.app import PEER_NAMES, HttpDeps, create_app
 
 LOOPBACK_PREFIXES = ("127.", "localhost", "[::1]", "::1")
+
+
+class PeerCertificateProtocol(H11Protocol):
+    """uvicorn's h11 protocol, with the verified client certificate's typed names (``cn:``,
+    ``dns:``...; none without one) in every request's ``scope["state"]`` of the connection.
+    The names are read once, when the TLS handshake has completed."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        tls = transport.get_extra_info("ssl_object")
+        der = tls.getpeercert(binary_form=True) if isinstance(tls, ssl.SSLObject) else None
+        names = certificate_names(ssl.DER_cert_to_PEM_cert(der)) if der else ()
+        self.app_state = {**self.app_state, PEER_NAMES: names}
 
 
 @dataclass
@@ -47,22 +66,16 @@ def start_http(
 ) -> HttpServer:
     """Serve AuthZEN on ``address`` (HOST:PORT); raises ValueError when unsafe to."""
     host, _, port = address.rpartition(":")
-    if client_ca is not None:
-        raise ValueError(
-            "REMIT_HTTP_ADDRESS with REMIT_TLS_CLIENT_CA: mTLS caller identities are not "
-            "available over HTTP yet; serve AuthZEN behind a gateway that terminates mTLS"
-        )
-    plaintext = cert is None or key is None
-    if plaintext and not host.startswith(LOOPBACK_PREFIXES) and not allow_plaintext:
-        raise ValueError(
-            f"refusing plaintext HTTP on {address}: set REMIT_TLS_CERT/REMIT_TLS_KEY, "
-            "or REMIT_ALLOW_PLAINTEXT=1 to accept the risk"
-        )
-    if deps.access.open and cert is not None and not host.startswith(LOOPBACK_PREFIXES):
-        raise ValueError(
-            f"refusing HTTPS on {address} with no REMIT_ACCESS_FILE: every caller could "
-            "query every council"
-        )
+    tls = cert is not None and key is not None
+    check_transport(
+        "HTTP",
+        address,
+        host.startswith(LOOPBACK_PREFIXES),
+        tls,
+        tls and client_ca is not None,
+        deps.access,
+        allow_plaintext,
+    )
     bind = host.strip("[]")
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     # proto named: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
@@ -75,8 +88,11 @@ def start_http(
         create_app(deps),
         log_level="warning",
         access_log=False,  # the decision log is the record; no URLs or bodies in logs
-        ssl_certfile=str(cert) if cert else None,
-        ssl_keyfile=str(key) if key else None,
+        ssl_certfile=str(cert) if tls else None,
+        ssl_keyfile=str(key) if tls else None,
+        ssl_ca_certs=str(client_ca) if tls and client_ca else None,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if tls and client_ca else ssl.CERT_NONE,
+        http=PeerCertificateProtocol,
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
