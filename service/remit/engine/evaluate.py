@@ -16,7 +16,7 @@ from remit.engine.answer import Answer, Authoriser, Citation, Prepared
 from remit.engine.context import decision_context, given_facts, not_found, required
 from remit.engine.explain import answer, council_ref
 from remit.engine.trace import Actor as Walker
-from remit.engine.trace import Trace, area_limited, walk
+from remit.engine.trace import Trace, actor_of, area_limited, walk
 from remit.model.errors import InvalidArgument
 from remit.model.policy import CouncilPolicy, Decision, Line, Obligation, PolicySet
 from remit.model.request import (
@@ -66,12 +66,22 @@ def prepare(policies: PolicySet, req: Request) -> Prepared:
         check_name("request_id", req.request_id, ID_PATTERN)
     validate_actor(policy, req)
     validate_service_area(policy, req.service_area)
-    roles = frozenset(req.actor.all_roles)
+    actor = actor_of(policy, req.actor.roles, req.actor.acting_for)
+    roles = actor.all_roles
     area = effective_area(policy, decision, req, roles)
     ctx = decision_context(policy, decision, req, require=False)
-    acting = frozenset(req.actor.acting_for) - frozenset(req.actor.roles)
     missing = frozenset(f for f in decision.required_facts if f not in ctx)
-    return Prepared(policy, decision, roles, area, ctx, acting, given_facts(req), missing)
+    return Prepared(
+        policy,
+        decision,
+        roles,
+        area,
+        ctx,
+        actor.acting_for,
+        given_facts(req),
+        missing,
+        actor.agrees,
+    )
 
 
 def _check_roles(policy: CouncilPolicy, req: Request, field: str, roles: tuple[str, ...]) -> None:
@@ -137,7 +147,7 @@ def effective_area(
 
 def trace_of(prep: Prepared) -> Trace:
     """The walk of a prepared request: every line up to the deciding one."""
-    actor = Walker(prep.roles - prep.acting_for, prep.acting_for)
+    actor = Walker(prep.roles - prep.acting_for, prep.acting_for, prep.agrees)
     return walk(
         prep.decision, actor, prep.area, prep.ctx, open_facts=prep.missing, given=prep.given
     )

@@ -249,11 +249,16 @@ class Context(_message.Message):
     """SSDA903 placement provider: PR0 PR1 PR2 PR3 PR4 PR5."""
     @_builtins.property
     def absent_roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Role ids of posts recorded as absent (deputies act "in their absence")."""
+        """Role ids of posts recorded as absent (deputies act "in their absence"). A post
+        recorded absent records absent the functions it holds (an AD who is the ADM).
+        """
 
     @_builtins.property
     def concurring_roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Role ids of posts recorded as agreeing (joint decisions, "following agreement with")."""
+        """Role ids of posts recorded as agreeing: every "following agreement with" and every
+        joint decision ("X and Y") of every scheme. The actor's own line posts agree by acting
+        and need not be listed.
+        """
 
     @_builtins.property
     def grant(self) -> Global___Grant: ...
