@@ -485,7 +485,10 @@ Global___AuthoriseRequest: _TypeAlias = AuthoriseRequest  # noqa: Y015
 
 @_typing.final
 class Deviation(_message.Message):
-    """Break-glass: a deviation from the scheme, agreed by an officer the scheme names."""
+    """Break-glass: a deviation from the scheme, agreed by an officer the scheme names. It
+    reaches only what that officer could decide itself (its own post and the posts below it,
+    within its ceilings), never a decision of another body or an independent function.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -497,7 +500,9 @@ class Deviation(_message.Message):
     agreed_by_role: _builtins.str
     """Their role id; only roles the scheme names may agree a deviation."""
     reason_code: _builtins.str
-    """A short code for the reason (free text is not accepted: the log must not hold it)."""
+    """A short code for the exceptional reason (required; free text is not accepted: the log
+    must not hold it).
+    """
     def __init__(
         self,
         *,
