@@ -7,6 +7,7 @@ context itself, so these tests check the engine's request handling as well as it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from remit.engine.context import with_functions
-from remit.engine.evaluate import Prepared, decide, first_match
+from remit.engine.evaluate import Prepared, decide, effective_area, first_match
 from remit.engine.trace import actor_of
 from remit.model.conditions import FactValue
 from remit.model.errors import RequestError
@@ -52,6 +53,9 @@ def engine_answer(policy: CouncilPolicy, b: Boundary) -> tuple[bool, str]:
     """The engine's (allowed, deciding rule id) on one boundary request."""
     decision, _, role, area, ctx = b
     actor = actor_of(policy, (role,))
+    if not area and policy.roles[role].all_areas:  # the area an all-areas post acts in
+        with contextlib.suppress(RequestError):  # unsettled: no area-limited line applies
+            area = effective_area(policy, decision, _wire_request(policy, b), actor.all_roles)
     typed = dict(ctx)
     with_functions(policy, typed)
     prep = Prepared(policy, decision, actor.all_roles, area, typed, agrees=actor.agrees)

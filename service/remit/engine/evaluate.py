@@ -17,7 +17,7 @@ from remit.engine.answer import Answer, Authoriser, Citation, Prepared
 from remit.engine.context import decision_context, given_facts, not_found, required
 from remit.engine.explain import answer, council_ref, decision_steps
 from remit.engine.trace import Actor as Walker
-from remit.engine.trace import State, Trace, actor_of, area_limited, walk
+from remit.engine.trace import State, Trace, actor_of, area_limited, decision_areas, walk
 from remit.model.errors import InvalidArgument
 from remit.model.policy import CouncilPolicy, Decision, Line, Obligation, PolicySet
 from remit.model.request import (
@@ -119,8 +119,11 @@ def effective_area(
 
     ``context.service_area`` names the area; an actor acts there if it is one of
     ``actor.service_areas`` or the actor holds an ``all_areas`` post. Without a context
-    area, an actor of exactly one area acts in it. When the decision has area-limited
-    rules and the area cannot be settled, the request is refused rather than guessed.
+    area, an actor of exactly one area acts in it; an all-areas post (AD, DCS), when every
+    area-limited line it could meet names one area, acts there (it never needs a service
+    area for a decision taken in one area). Otherwise, when the area cannot be settled (an
+    actor of several areas: the case may lie in the other), the request is refused, naming
+    the field, the CLI flag and the areas, rather than guessed.
     """
     if roles is None:
         roles = frozenset(req.actor.all_roles)
@@ -137,13 +140,18 @@ def effective_area(
         return ""  # acting outside one's own areas: no area-limited rule applies
     if len(set(actor_areas)) == 1:
         return actor_areas[0]
-    if area_limited(decision, roles):
-        raise InvalidArgument(
-            "context.service_area",
-            f"required: {decision.id} is limited by service area and the actor's area "
-            "is not settled by actor.service_areas",
-        )
-    return ""
+    limited = decision_areas(decision, roles)
+    if not limited:
+        return ""
+    if len(limited) == 1 and any(policy.roles[r].all_areas for r in roles):
+        return limited[0]  # taken in one area only, by a post that works in every area
+    names = ", ".join(f"{a} ({policy.areas[a].name})" for a in limited)
+    raise InvalidArgument(
+        "context.service_area",
+        f"required: {decision.id} is limited by service area and the actor's area is not "
+        f"settled by actor.service_areas; set context.service_area (remit check "
+        f"--service-area) to one of: {names}",
+    )
 
 
 def trace_of(prep: Prepared) -> Trace:

@@ -226,6 +226,20 @@ def area_limited(decision: Decision, roles: frozenset[str] | None = None) -> boo
     )
 
 
+def decision_areas(decision: Decision, roles: frozenset[str]) -> tuple[str, ...]:
+    """The areas of the decision's area-limited lines one of ``roles`` could meet, sorted."""
+    return tuple(
+        sorted(
+            {
+                line.area
+                for line in decision.lines
+                if line.area != "*"
+                and (line.matching_roles is None or bool(line.matching_roles & roles))
+            }
+        )
+    )
+
+
 def _shown(value: FactValue | None) -> object:
     return sorted(value) if isinstance(value, frozenset) else value
 

@@ -72,7 +72,8 @@ def casbin_requests(
       for in their holder's absence (exercised as its own roles), in id order;
     * area: ``context.service_area`` when the actor works there or holds an ``all_areas``
       post; an area elsewhere is no area (no area-limited line applies); without a context
-      area, the actor's area when it has exactly one; else "";
+      area, the actor's area when it has exactly one; for an ``all_areas`` post, the one
+      area every area-limited rule its roles meet names; else "";
     * ctx: the request's facts, absent bools false and absent role sets empty;
       ``absent_roles`` with every function all of whose holders are absent,
       ``concurring_roles`` with every function one of whose holders agrees and the actor's
@@ -90,8 +91,22 @@ def casbin_requests(
     all_areas = any(r in policy.roles and policy.roles[r].all_areas for r in roles)
     if req.service_area:
         area = req.service_area if req.service_area in areas or all_areas else ""
+    elif len(areas) == 1:
+        area = next(iter(areas))
+    elif all_areas:  # the decision's one area, when every area-limited rule it meets names it
+        named = {
+            a
+            for rule in policy.rules.values()
+            if rule.decision == req.decision
+            for w in rule.who
+            if w == "*"
+            or w in roles
+            or (rule.effect == "allow" and bool(policy.roles[w].seniors & set(roles)))
+            for a in rule.areas
+        }
+        area = next(iter(named)) if len(named) == 1 else ""
     else:
-        area = next(iter(areas)) if len(areas) == 1 else ""
+        area = ""
     ctx = dict(defaults(policy) if omitted is None else omitted)
     ctx.update(req.facts)
     holders: dict[str, set[str]] = {}
