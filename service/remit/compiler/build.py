@@ -251,6 +251,20 @@ class _Compiler:
                         self.col.add(("roles", i, key), f"unknown role {ref!r}")
                     elif ref == role["id"]:
                         self.col.add(("roles", i, key), "a role cannot refer to itself")
+            for k, ref in enumerate(_as_list(role.get("holds"))):
+                held = self.roles.get(ref)
+                if held is None:
+                    self.col.add(("roles", i, "holds", k), f"unknown role {ref!r}")
+                elif ref == role["id"]:
+                    self.col.add(("roles", i, "holds", k), "a role cannot hold itself")
+                elif held.get("kind", "post") != "post" or role.get("kind", "post") != "post":
+                    self.col.add(
+                        ("roles", i, "holds", k), "only a post holds a function, and only a post's"
+                    )
+                elif _as_list(held.get("holds")):
+                    self.col.add(
+                        ("roles", i, "holds", k), f"{ref!r} holds functions itself (one level only)"
+                    )
             for ref in _as_list(role.get("areas")):
                 if ref not in self.areas:
                     self.col.add(("roles", i, "areas"), f"unknown area {ref!r}")
@@ -658,6 +672,7 @@ class _Compiler:
                     "independent": bool(role.get("independent", False)),
                     "all_areas": bool(role.get("all_areas", False)),
                     "areas": _as_list(role.get("areas")),
+                    "holds": sorted(set(_as_list(role.get("holds")))),
                     "rank": rank[rid],
                     "reading": role.get("reading", ""),
                     "inherited_by": closure[rid],

@@ -25,6 +25,8 @@ class Prepared:
     # left open in the walk, and required only if a line that could decide for this actor
     # rests on one (engine.evaluate.decide)
     missing: frozenset[str] = frozenset()
+    # of ``roles``, the actor's own line posts: their agreement is the actor's own
+    agrees: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

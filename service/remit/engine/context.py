@@ -88,6 +88,15 @@ def typed(policy: CouncilPolicy, spec: FactSpec, field: str, value: FactValue) -
     return value
 
 
+def with_functions(policy: CouncilPolicy, ctx: dict[str, FactValue]) -> None:
+    """A post recorded absent or agreeing records the functions it holds (in place):
+    :meth:`CouncilPolicy.recorded` on ``absent_roles`` and ``concurring_roles``."""
+    for fid in ("absent_roles", "concurring_roles"):
+        recorded = ctx.get(fid)
+        if isinstance(recorded, frozenset) and recorded:
+            ctx[fid] = policy.recorded(fid, recorded)
+
+
 def case_facts(policy: CouncilPolicy, facts: Mapping[str, FactValue]) -> dict[str, FactValue]:
     """The typed case facts with their defaults and ``legal_status_group``."""
     if len(facts) > MAX_FACTS:
@@ -99,6 +108,7 @@ def case_facts(policy: CouncilPolicy, facts: Mapping[str, FactValue]) -> dict[st
             known = (f for f, s in policy.facts.items() if not s.derived and f not in ACTOR_FACTS)
             raise not_found(field_name(policy, fid), "fact", fid, known, policy.council)
         ctx[fid] = typed(policy, spec, field_name(policy, fid), value)
+    with_functions(policy, ctx)
     if "legal_status" in ctx:
         ctx["legal_status_group"] = LEGAL_STATUS_GROUPS[str(ctx["legal_status"])]
     return ctx

@@ -11,12 +11,13 @@ explanation are read from that walk's trace (:mod:`remit.engine.explain`).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from remit.engine.answer import Answer, Authoriser, Citation, Prepared
 from remit.engine.context import decision_context, given_facts, not_found, required
-from remit.engine.explain import answer, council_ref
+from remit.engine.explain import answer, council_ref, decision_steps
 from remit.engine.trace import Actor as Walker
-from remit.engine.trace import Trace, area_limited, walk
+from remit.engine.trace import State, Trace, actor_of, area_limited, decision_areas, walk
 from remit.model.errors import InvalidArgument
 from remit.model.policy import CouncilPolicy, Decision, Line, Obligation, PolicySet
 from remit.model.request import (
@@ -66,12 +67,22 @@ def prepare(policies: PolicySet, req: Request) -> Prepared:
         check_name("request_id", req.request_id, ID_PATTERN)
     validate_actor(policy, req)
     validate_service_area(policy, req.service_area)
-    roles = frozenset(req.actor.all_roles)
+    actor = actor_of(policy, req.actor.roles, req.actor.acting_for)
+    roles = actor.all_roles
     area = effective_area(policy, decision, req, roles)
     ctx = decision_context(policy, decision, req, require=False)
-    acting = frozenset(req.actor.acting_for) - frozenset(req.actor.roles)
     missing = frozenset(f for f in decision.required_facts if f not in ctx)
-    return Prepared(policy, decision, roles, area, ctx, acting, given_facts(req), missing)
+    return Prepared(
+        policy,
+        decision,
+        roles,
+        area,
+        ctx,
+        actor.acting_for,
+        given_facts(req),
+        missing,
+        actor.agrees,
+    )
 
 
 def _check_roles(policy: CouncilPolicy, req: Request, field: str, roles: tuple[str, ...]) -> None:
@@ -108,8 +119,11 @@ def effective_area(
 
     ``context.service_area`` names the area; an actor acts there if it is one of
     ``actor.service_areas`` or the actor holds an ``all_areas`` post. Without a context
-    area, an actor of exactly one area acts in it. When the decision has area-limited
-    rules and the area cannot be settled, the request is refused rather than guessed.
+    area, an actor of exactly one area acts in it; an all-areas post (AD, DCS), when every
+    area-limited line it could meet names one area, acts there (it never needs a service
+    area for a decision taken in one area). Otherwise, when the area cannot be settled (an
+    actor of several areas: the case may lie in the other), the request is refused, naming
+    the field, the CLI flag and the areas, rather than guessed.
     """
     if roles is None:
         roles = frozenset(req.actor.all_roles)
@@ -126,18 +140,23 @@ def effective_area(
         return ""  # acting outside one's own areas: no area-limited rule applies
     if len(set(actor_areas)) == 1:
         return actor_areas[0]
-    if area_limited(decision, roles):
-        raise InvalidArgument(
-            "context.service_area",
-            f"required: {decision.id} is limited by service area and the actor's area "
-            "is not settled by actor.service_areas",
-        )
-    return ""
+    limited = decision_areas(decision, roles)
+    if not limited:
+        return ""
+    if len(limited) == 1 and any(policy.roles[r].all_areas for r in roles):
+        return limited[0]  # taken in one area only, by a post that works in every area
+    names = ", ".join(f"{a} ({policy.areas[a].name})" for a in limited)
+    raise InvalidArgument(
+        "context.service_area",
+        f"required: {decision.id} is limited by service area and the actor's area is not "
+        f"settled by actor.service_areas; set context.service_area (remit check "
+        f"--service-area) to one of: {names}",
+    )
 
 
 def trace_of(prep: Prepared) -> Trace:
     """The walk of a prepared request: every line up to the deciding one."""
-    actor = Walker(prep.roles - prep.acting_for, prep.acting_for)
+    actor = Walker(prep.roles - prep.acting_for, prep.acting_for, prep.agrees)
     return walk(
         prep.decision, actor, prep.area, prep.ctx, open_facts=prep.missing, given=prep.given
     )
@@ -182,7 +201,7 @@ def decide(policies: PolicySet, req: Request) -> Answer:
     ans = answer(policies.version, prep, trace, new_decision_id())
     if ans.allowed or req.deviation is None or ans.decided_outside:
         return ans
-    return _deviation_answer(prep, ans, req.deviation)
+    return _deviation_answer(prep, ans, req.deviation, req.service_area or prep.area)
 
 
 def _check_deviation(policy: CouncilPolicy, dev: Deviation) -> None:
@@ -203,24 +222,57 @@ def _check_deviation(policy: CouncilPolicy, dev: Deviation) -> None:
             "deviation.agreed_by_role",
             f"only {named} may agree a deviation ({council_ref(policy, clause.section)})",
         )
-    if dev.reason_code:
-        check_name("deviation.reason_code", dev.reason_code)
+    if not dev.reason_code:
+        raise InvalidArgument(
+            "deviation.reason_code",
+            "required: the exceptional reason the scheme is not followed "
+            f"({council_ref(policy, clause.section)})",
+        )
+    check_name("deviation.reason_code", dev.reason_code)
 
 
-def _deviation_answer(prep: Prepared, denied: Answer, dev: Deviation) -> Answer:
-    """ALLOW by an agreed deviation: cited, recorded, and flagged for review."""
+def within_authority(prep: Prepared, role: str, area: str) -> bool:
+    """Whether ``role`` could itself take the decision in this context through its own line
+    authority: its post or a post below it in the line (never a function its post holds, an
+    independent role, a panel or a body outside the department), within its ceilings, with
+    the steps its decider takes by acting (preconditions, agreements) left to be taken. A
+    prohibition that binds it first, or no such permission, is outside its authority."""
+    policy = prep.policy
+    actor = Walker(frozenset({role}), agrees=frozenset({role}) & policy.line_posts)
+    steps = decision_steps(policy, prep.decision)
+    trace = walk(prep.decision, actor, area, prep.ctx, steps=steps, given=prep.given, stop=False)
+    for lt in trace.lines:
+        if lt.possible and lt.area is State.HELD:
+            return lt.line.effect == "allow"
+    return False
+
+
+def _deviation_answer(prep: Prepared, denied: Answer, dev: Deviation, area: str) -> Answer:
+    """ALLOW by an agreed deviation, cited, recorded and flagged for review; but only for what
+    lies within the agreeing post's own authority (:func:`within_authority`): else the deny
+    stands, saying why the deviation cannot permit it."""
     policy = prep.policy
     clause = policy.deviation
     assert clause is not None
     agreed = policy.roles[dev.agreed_by_role].title
     ref = council_ref(policy, clause.section)
+    if not within_authority(prep, dev.agreed_by_role, area):
+        reason = (
+            f"{denied.reason} A deviation agreed by the {agreed} ({ref}) cannot permit it: "
+            f"the decision in this context lies outside the {agreed}'s own authority "
+            "(a deviation reaches only what that post could decide itself)."
+        )
+        return replace(denied, reason=reason)
     reason = (
         f"Allowed as a deviation from the scheme agreed by the {agreed} ({ref}); "
         f"without it: {denied.reason}"
     )
     record = Obligation(
         kind="record",
-        text=f"record the deviation agreed by the {agreed} and the exceptional reason ({ref})",
+        text=(
+            f"record the deviation agreed by the {agreed} and the exceptional reason"
+            f" ({dev.reason_code}) ({ref})"
+        ),
         role=dev.agreed_by_role,
         casenote="deviation from the scheme of delegation",
     )

@@ -41,6 +41,7 @@ from remit.engine.trace import (
     TermTrace,
     Trace,
     Via,
+    actor_of,
     permission_posts,
     tested_facts,
     walk,
@@ -228,7 +229,7 @@ def authorisers(
             continue
         trace = walk(
             decision,
-            Actor(frozenset({role})),
+            actor_of(policy, (role,)),
             area,
             ctx,
             open_facts=unknown,
@@ -271,6 +272,14 @@ def outside(
     return ""
 
 
+def _as_held(policy: CouncilPolicy, roles: frozenset[str], role: str) -> str:
+    """A role's title, as the function of the actor's post that holds it when it is one
+    ("Assistant Director of Social Care as Agency Decision Maker (ADM)")."""
+    title = policy.roles[role].title
+    holders = [h for h in policy.held_by.get(role, ()) if h in roles]
+    return f"{policy.roles[holders[0]].title} as {title}" if holders else title
+
+
 def citation(policy: CouncilPolicy, decision: Decision, rule: Rule) -> Citation:
     return Citation(
         policy.council, policy.title, rule.section, rule.quote, rule.reading or decision.reading
@@ -286,7 +295,8 @@ def answer(version: str, prep: Prepared, trace: Trace, decision_id: str) -> Answ
         rule = policy.rules[line.rule]
         matched = min(prep.roles & (line.matching_roles or prep.roles))
         ref = council_ref(policy, rule.section)
-        reason = f"{policy.roles[matched].title} may take this decision ({what}) under {ref}"
+        who = _as_held(policy, prep.roles, matched)
+        reason = f"{who} may take this decision ({what}) under {ref}"
         if line.role != matched and line.role != "*":
             reason += f", which names the {policy.roles[line.role].title} as the minimum level"
         if line.summary:

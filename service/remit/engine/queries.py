@@ -20,8 +20,7 @@ from remit.engine.evaluate import (
     validate_service_area,
 )
 from remit.engine.explain import authorisers, decision_steps, describe_term, outside
-from remit.engine.trace import Actor as Walker
-from remit.engine.trace import LineTrace, State, tested_facts, walk
+from remit.engine.trace import LineTrace, State, actor_of, tested_facts, walk
 from remit.model.conditions import FactValue
 from remit.model.errors import InvalidArgument
 from remit.model.policy import CouncilPolicy, Decision, Obligation, PolicySet
@@ -67,10 +66,9 @@ def _permitted_one(policy: CouncilPolicy, decision: Decision, req: Request) -> P
     ctx = decision_context(policy, decision, req, require=False)
     known = given_facts(req)
     tested = tested_facts(decision)
-    roles = frozenset(req.actor.roles)
     trace = walk(
         decision,
-        Walker(roles, frozenset(req.actor.acting_for) - roles),
+        actor_of(policy, req.actor.roles, req.actor.acting_for),
         area,
         ctx,
         open_facts=tested - known,

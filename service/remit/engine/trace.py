@@ -21,13 +21,13 @@ holds nor fails, so a line resting on one is *conditional*, never the deciding l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
 from remit.model.conditions import FactValue, Term
-from remit.model.policy import Decision, Line
+from remit.model.policy import CouncilPolicy, Decision, Line
 
 
 class Via(StrEnum):
@@ -108,14 +108,27 @@ class Trace(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """The roles a walk is made for: the actor's own posts and the posts it covers."""
+    """The roles a walk is made for: the actor's own posts (with the functions they hold)
+    and the posts it covers; ``agrees``: the line posts among its own, whose agreement a
+    row asks for (``concurring_roles has``) is the actor's own and needs no record."""
 
     roles: frozenset[str]
     acting_for: frozenset[str] = frozenset()
+    agrees: frozenset[str] = frozenset()
 
     @property
     def all_roles(self) -> frozenset[str]:
         return self.roles | self.acting_for
+
+
+def actor_of(policy: CouncilPolicy, posts: Iterable[str], acting_for: Iterable[str] = ()) -> Actor:
+    """The one way a walk's actor is made from the posts an actor holds and covers: its own
+    posts with the functions they hold (``Role.holds``: the Assistant Director as Agency
+    Decision Maker), the posts it covers but does not hold, and the line posts among its
+    own, which agree by acting (an actor never records its own agreement)."""
+    own = frozenset(posts)
+    roles = own | policy.functions_of(own)
+    return Actor(roles, frozenset(acting_for) - roles, own & policy.line_posts)
 
 
 def _via(line: Line, actor: Actor, all_roles: frozenset[str]) -> tuple[Via, str]:
@@ -151,7 +164,7 @@ def walk(
     (None: all of them), so a failed term can tell a value sent from a default. ``stop``:
     end the walk at the deciding line (the lines after it cannot change the answer).
     """
-    all_roles = actor.all_roles
+    all_roles, agrees = actor.all_roles, actor.agrees
     out: list[LineTrace] = []
     deciding: LineTrace | None = None
     held, failed, opened = State.HELD, State.FAILED, State.OPEN
@@ -169,6 +182,10 @@ def walk(
         applies = area_state is held
         for t in line.cond:
             fact = t.fact
+            if fact == "concurring_roles" and t.op == "has" and t.value in agrees:
+                # the agreement of a post the actor holds: its own, given by acting
+                terms.append(TermTrace(t, held, ctx.get(fact), True))
+                continue
             if fact in unsettled:
                 terms.append(TermTrace(t, opened, None, False))
                 applies = False
@@ -206,6 +223,20 @@ def area_limited(decision: Decision, roles: frozenset[str] | None = None) -> boo
         line.area != "*"
         and (roles is None or line.matching_roles is None or bool(line.matching_roles & roles))
         for line in decision.lines
+    )
+
+
+def decision_areas(decision: Decision, roles: frozenset[str]) -> tuple[str, ...]:
+    """The areas of the decision's area-limited lines one of ``roles`` could meet, sorted."""
+    return tuple(
+        sorted(
+            {
+                line.area
+                for line in decision.lines
+                if line.area != "*"
+                and (line.matching_roles is None or bool(line.matching_roles & roles))
+            }
+        )
     )
 
 

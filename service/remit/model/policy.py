@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -66,6 +66,7 @@ class Role:
     all_areas: bool
     rank: int
     seniors: frozenset[str]  # roles that inherit this role's permissions (not itself)
+    holds: tuple[str, ...] = ()  # functions the post holds (an AD as Agency Decision Maker)
 
     @property
     def title(self) -> str:
@@ -194,6 +195,28 @@ class CouncilPolicy:
     source: SchemeSource = SchemeSource()
     # decision ids in the scheme's order (``decisions`` is keyed in id order)
     scheme_order: tuple[str, ...] = ()
+    # function -> the posts holding it (``Role.holds`` inverted), precomputed at load
+    held_by: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # the posts of the line hierarchy (a post in an edge, not independent): an actor in one
+    # needs no one's record of its own agreement (``concurring_roles``), see engine.trace
+    line_posts: frozenset[str] = frozenset()
+
+    def functions_of(self, posts: Iterable[str]) -> frozenset[str]:
+        """The functions ``posts`` hold (not their seniors': holding is not inherited)."""
+        roles = self.roles
+        return frozenset(f for p in posts if p in roles for f in roles[p].holds)
+
+    def recorded(self, fact: str, posts: frozenset[str]) -> frozenset[str]:
+        """A recorded role set with the functions its posts hold: ``absent_roles`` gains a
+        function every holder of which is absent; ``concurring_roles`` one a holder of which
+        agrees. Other facts, and posts holding nothing, come back as they are."""
+        if not self.held_by or not posts:
+            return posts
+        if fact == "absent_roles":
+            extra = {f for f, by in self.held_by.items() if all(p in posts for p in by)}
+        else:
+            extra = {f for f, by in self.held_by.items() if any(p in posts for p in by)}
+        return posts | extra if extra - posts else posts
 
 
 @dataclass(frozen=True)
@@ -526,9 +549,24 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
         ),
         source=SchemeSource(src.text("scheme"), src.texts("parts"), src.text("sha256")),
         scheme_order=tuple(decisions),  # read in the table's (the scheme's) order
+        held_by=MappingProxyType(_held_by(roles)),
+        line_posts=frozenset(
+            r
+            for edge in edges
+            for r in edge
+            if roles[r].kind == "post" and not roles[r].independent
+        ),
     )
     # the Casbin export, generated from the table (never parsed back)
     return replace(policy, policy_text=casbin_policy(policy))
+
+
+def _held_by(roles: Mapping[str, Role]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    for rid in sorted(roles):
+        for f in roles[rid].holds:
+            out.setdefault(f, []).append(rid)
+    return {f: tuple(by) for f, by in sorted(out.items())}
 
 
 def _read_roles(
@@ -563,8 +601,19 @@ def _read_roles(
         if rank < 0:
             raise ValueError(f"{r.where}.rank: negative")
         _known(r.texts("areas"), areas, f"{r.where}.areas", "area")
+        holds = r.texts("holds") if "holds" in r.d else ()
+        _known(holds, role_objs, f"{r.where}.holds", "role")
+        if list(holds) != sorted(set(holds)) or rid in holds:
+            raise ValueError(f"{r.where}.holds: not sorted and unique, or the role itself")
         roles[rid] = Role(
-            rid, titles, kind, r.flag("independent"), r.flag("all_areas"), rank, seniors[rid]
+            rid,
+            titles,
+            kind,
+            r.flag("independent"),
+            r.flag("all_areas"),
+            rank,
+            seniors[rid],
+            tuple(sys.intern(h) for h in holds),
         )
     return roles, tuple(edges)
 

@@ -25,8 +25,7 @@ import re
 from dataclasses import dataclass
 
 from remit.engine.queries import open_words
-from remit.engine.trace import Actor as Walker
-from remit.engine.trace import LineTrace, State, area_limited, tested_facts, walk
+from remit.engine.trace import LineTrace, State, actor_of, area_limited, tested_facts, walk
 from remit.model.policy import CouncilPolicy, Decision, Line
 
 ALLOW, CONDITIONAL, NONE = "allow", "conditional", "none"
@@ -70,7 +69,7 @@ def cell(policy: CouncilPolicy, decision: Decision, role: str, area: str = "") -
     (the matrix answers for no particular case), so the engine's walk gives, line by line,
     what the role meets and what it would need."""
     every_fact = tested_facts(decision)
-    trace = walk(decision, Walker(frozenset({role})), area or None, {}, open_facts=every_fact)
+    trace = walk(decision, actor_of(policy, (role,)), area or None, {}, open_facts=every_fact)
     allows: list[str] = []
     notes: list[str] = []
     restricted = False  # a conditional prohibition applies before any settled allow

@@ -68,12 +68,16 @@ def casbin_requests(
 ) -> CasbinRequests:
     """The Casbin requests of ``req``, derived as documented (no validation).
 
-    * roles: the actor's roles and the posts it acts for in their holder's absence
-      (exercised as its own roles), in id order;
+    * roles: the actor's roles, the functions they hold (``holds``) and the posts it acts
+      for in their holder's absence (exercised as its own roles), in id order;
     * area: ``context.service_area`` when the actor works there or holds an ``all_areas``
       post; an area elsewhere is no area (no area-limited line applies); without a context
-      area, the actor's area when it has exactly one; else "";
-    * ctx: the request's facts, absent bools false and absent role sets empty; the actor's
+      area, the actor's area when it has exactly one; for an ``all_areas`` post, the one
+      area every area-limited rule its roles meet names; else "";
+    * ctx: the request's facts, absent bools false and absent role sets empty;
+      ``absent_roles`` with every function all of whose holders are absent,
+      ``concurring_roles`` with every function one of whose holders agrees and the actor's
+      own line posts (an actor's own agreement needs no record); the actor's
       ``actor_agency`` / ``actor_registered_social_worker``; ``legal_status_group`` from
       the SSDA903 ``legal_status``; ``grant_remaining`` / ``grant_unexpired`` from a grant
       for this decision (its last day, inclusive, a UTC date, against the decision time,
@@ -81,15 +85,44 @@ def casbin_requests(
 
     ``omitted``: :func:`defaults` of ``policy``, when the caller holds them.
     """
-    roles = tuple(sorted({*req.actor.roles, *req.actor.acting_for}))
+    held = {f for r in req.actor.roles if r in policy.roles for f in policy.roles[r].holds}
+    roles = tuple(sorted({*req.actor.roles, *req.actor.acting_for, *held}))
     areas = set(req.actor.service_areas)
     all_areas = any(r in policy.roles and policy.roles[r].all_areas for r in roles)
     if req.service_area:
         area = req.service_area if req.service_area in areas or all_areas else ""
+    elif len(areas) == 1:
+        area = next(iter(areas))
+    elif all_areas:  # the decision's one area, when every area-limited rule it meets names it
+        named = {
+            a
+            for rule in policy.rules.values()
+            if rule.decision == req.decision
+            for w in rule.who
+            if w == "*"
+            or w in roles
+            or (rule.effect == "allow" and bool(policy.roles[w].seniors & set(roles)))
+            for a in rule.areas
+        }
+        area = next(iter(named)) if len(named) == 1 else ""
     else:
-        area = next(iter(areas)) if len(areas) == 1 else ""
+        area = ""
     ctx = dict(defaults(policy) if omitted is None else omitted)
     ctx.update(req.facts)
+    holders: dict[str, set[str]] = {}
+    for rid, role in policy.roles.items():
+        for f in role.holds:
+            holders.setdefault(f, set()).add(rid)
+    absent = ctx.get("absent_roles")
+    if isinstance(absent, frozenset):
+        ctx["absent_roles"] = absent | {f for f, by in holders.items() if by <= absent}
+    agreed = ctx.get("concurring_roles")
+    if isinstance(agreed, frozenset):
+        ctx["concurring_roles"] = (
+            agreed
+            | {f for f, by in holders.items() if by & agreed}
+            | {r for r in req.actor.roles if r in policy.line_posts}
+        )
     ctx["actor_agency"] = req.actor.agency
     ctx["actor_registered_social_worker"] = req.actor.registered_social_worker
     if "legal_status" in req.facts:

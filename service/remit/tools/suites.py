@@ -180,6 +180,8 @@ def _check(
             problems.append(f"expected error code {want['code']}, got {code} ({error})")
         if "field" in want and want["field"] != error.field:
             problems.append(f"expected error on {want['field']}, got {error.field} ({error})")
+        if "message_contains" in want and str(want["message_contains"]) not in str(error):
+            problems.append(f"error message lacks {want['message_contains']!r}: {error}")
         return problems
     if error is not None:
         return [f"unexpected error: {error}"]

@@ -249,11 +249,16 @@ class Context(_message.Message):
     """SSDA903 placement provider: PR0 PR1 PR2 PR3 PR4 PR5."""
     @_builtins.property
     def absent_roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Role ids of posts recorded as absent (deputies act "in their absence")."""
+        """Role ids of posts recorded as absent (deputies act "in their absence"). A post
+        recorded absent records absent the functions it holds (an AD who is the ADM).
+        """
 
     @_builtins.property
     def concurring_roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Role ids of posts recorded as agreeing (joint decisions, "following agreement with")."""
+        """Role ids of posts recorded as agreeing: every "following agreement with" and every
+        joint decision ("X and Y") of every scheme. The actor's own line posts agree by acting
+        and need not be listed.
+        """
 
     @_builtins.property
     def grant(self) -> Global___Grant: ...
@@ -480,7 +485,10 @@ Global___AuthoriseRequest: _TypeAlias = AuthoriseRequest  # noqa: Y015
 
 @_typing.final
 class Deviation(_message.Message):
-    """Break-glass: a deviation from the scheme, agreed by an officer the scheme names."""
+    """Break-glass: a deviation from the scheme, agreed by an officer the scheme names. It
+    reaches only what that officer could decide itself (its own post and the posts below it,
+    within its ceilings), never a decision of another body or an independent function.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -492,7 +500,9 @@ class Deviation(_message.Message):
     agreed_by_role: _builtins.str
     """Their role id; only roles the scheme names may agree a deviation."""
     reason_code: _builtins.str
-    """A short code for the reason (free text is not accepted: the log must not hold it)."""
+    """A short code for the exceptional reason (required; free text is not accepted: the log
+    must not hold it).
+    """
     def __init__(
         self,
         *,
