@@ -239,7 +239,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             if args.host_system:  # raw host records, mapped per council (adapters package)
                 from adapters._cli import apply_files
 
-                req, _ = apply_files(req, args.host_system, args.records)
+                req, _ = apply_files(req, args.host_system, args.records, policies.mappings)
             return _check_query(args, policies, req)
         host = None
         if args.host_system:
