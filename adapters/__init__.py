@@ -21,12 +21,13 @@ Exception tree::
 
 from adapters._core import HostMapping, Mapped, apply, map_records, merge
 from adapters._errors import MappingFileError
-from adapters._tables import Tables, available, load
+from adapters._tables import Tables, TableSet, available, load
 
 __all__ = [
     "HostMapping",
     "Mapped",
     "MappingFileError",
+    "TableSet",
     "Tables",
     "apply",
     "available",

@@ -17,6 +17,7 @@ from remit.model.policy import Obligation
 from remit.model.request import Request
 
 from adapters._core import HostMapping, Mapped, Record, apply, casenote_codes
+from adapters._tables import TableSet
 
 
 def read_records(paths: str) -> list[Record]:
@@ -40,8 +41,10 @@ def read_records(paths: str) -> list[Record]:
     return out
 
 
-def apply_files(req: Request, system: str, paths: str) -> tuple[Request, HostMapping]:
-    return apply(req, system, read_records(paths))
+def apply_files(
+    req: Request, system: str, paths: str, mappings: TableSet | None = None
+) -> tuple[Request, HostMapping]:
+    return apply(req, system, read_records(paths), mappings)
 
 
 def mapped_json(host: HostMapping, obligations: Sequence[Obligation]) -> list[dict[str, Any]]:

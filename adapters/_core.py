@@ -34,7 +34,7 @@ from remit.model.facts import LEGAL_STATUS_GROUPS
 from remit.model.request import Actor, Request, check_name
 
 from adapters import _tables
-from adapters._tables import Concept, Entry, Tables
+from adapters._tables import Concept, Entry, Tables, TableSet
 
 Record = tuple[str, Mapping[str, Any]]
 
@@ -72,14 +72,27 @@ class HostMapping:
     sources: dict[str, str] = field(default_factory=dict)
 
 
-def load_tables(council: str, system: str, root: Any = None) -> Tables:
-    """The council's tables for ``system``; an unknown system or missing file is refused."""
+def load_tables(
+    council: str, system: str, root: Any = None, mappings: TableSet | None = None
+) -> Tables:
+    """The council's tables for ``system``: from ``mappings`` (the tables of the policy
+    bundle in force) when given, else the packaged files (under ``root``); an unknown system
+    or missing file is refused."""
     if system not in _tables.SYSTEMS:
         raise InvalidArgument(
             "host.system",
             f"unknown host system {system!r}: use one of {', '.join(_tables.SYSTEMS)}",
         )
     check_name("council", council)  # before the tables: the id is a key, never a path
+    if mappings is not None:
+        found = mappings.get(council, system)
+        if found is not None:
+            return found
+        raise InvalidArgument(
+            "host.system",
+            f"council {council!r} has no {system} mapping in the policy bundle in force: "
+            f"add {_tables.BUNDLE_PREFIX}{council}/{system}.yaml and publish again",
+        )
     try:
         return _tables.cached(council, system, root)
     except KeyError:
@@ -522,9 +535,11 @@ def map_records(
     records: Sequence[Record],
     decision_time: datetime | None = None,
     root: Any = None,
+    mappings: TableSet | None = None,
 ) -> HostMapping:
-    """Map ``records`` for ``council`` through its ``system`` tables. Raises InvalidArgument."""
-    tables = load_tables(council, system, root)
+    """Map ``records`` for ``council`` through its ``system`` tables (``mappings``: those of
+    the policy bundle in force; default the packaged files). Raises InvalidArgument."""
+    tables = load_tables(council, system, root, mappings)
     when = decision_time or datetime.now(UTC)
     for i, (table, fields) in enumerate(records):
         if not isinstance(table, str) or not table:
@@ -605,9 +620,13 @@ def merge(req: Request, host: HostMapping) -> Request:
     return replace(req, actor=actor, facts=facts, service_area=area)
 
 
-def apply(req: Request, system: str, records: Sequence[Record]) -> tuple[Request, HostMapping]:
-    """Map ``records`` for ``req.council`` at ``req.decision_time`` and merge them into it."""
-    host = map_records(req.council, system, records, req.decision_time)
+def apply(
+    req: Request, system: str, records: Sequence[Record], mappings: TableSet | None = None
+) -> tuple[Request, HostMapping]:
+    """Map ``records`` for ``req.council`` at ``req.decision_time`` and merge them into it;
+    ``mappings`` are the tables of the policy in force (``PolicySet.mappings``; ``None``:
+    the packaged files)."""
+    host = map_records(req.council, system, records, req.decision_time, mappings=mappings)
     return merge(req, host), host
 
 

@@ -11,11 +11,14 @@ concept.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -172,8 +175,13 @@ def load(council: str, system: str, root: Path | None = None) -> Tables:
     path = files(root).get((council, system))
     if path is None:
         raise KeyError((council, system))
-    shown = display_path(path)
-    doc, syntax = _yaml.load(path, shown)
+    return load_text(council, system, path.read_text(encoding="utf-8"), display_path(path))
+
+
+def load_text(council: str, system: str, text: str, shown: str) -> Tables:
+    """Check one mapping file's text (``shown`` names it in every problem): the one reader
+    of a mapping, for the packaged files and for a policy bundle's copy alike."""
+    doc, syntax = _yaml.load_text(text, shown)
     problems = [Problem(shown, line, "", msg) for line, msg in syntax]
     if problems:
         raise MappingFileError(problems)
@@ -287,3 +295,80 @@ def cached(council: str, system: str, root: Path | None = None) -> Tables:
 def available(root: Path | None = None) -> list[tuple[str, str]]:
     """Every (council, system) with a mapping file."""
     return sorted(files(root))
+
+
+# -- the tables in a policy bundle -------------------------------------------------------
+
+BUNDLE_PREFIX = "adapters/mappings/"
+# a bundle's name for a mapping file: adapters/mappings/<council>/<system>.yaml (the
+# repository path); council ids follow the request's name pattern, systems are SYSTEMS
+_BUNDLE_NAME = re.compile(
+    r"adapters/mappings/([a-z][a-z0-9_]{0,63})/(" + "|".join(SYSTEMS) + r")\.yaml"
+)
+
+
+@dataclass(frozen=True)
+class TableSet:
+    """Every council's mapping tables as one policy bundle carries them, checked whole when
+    the bundle is built: a replica serves these with the bundle's policy (one version),
+    never the packaged files. ``None`` in its place means the packaged tables."""
+
+    tables: Mapping[tuple[str, str], Tables]
+
+    def get(self, council: str, system: str) -> Tables | None:
+        return self.tables.get((council, system))
+
+
+def is_bundle_name(rel: str) -> bool:
+    """Whether a bundle file name is a mapping file's (``adapters/mappings/...``)."""
+    return rel.startswith(BUNDLE_PREFIX)
+
+
+def bundle_files(root: Path | None = None) -> dict[str, bytes]:
+    """The mapping files under ``root`` (default: the packaged tables) by their bundle names,
+    for ``remit publish`` to put into the signed bundle beside the compiled policy."""
+    return {
+        f"{BUNDLE_PREFIX}{council}/{system}.yaml": path.read_bytes()
+        for (council, system), path in files(root).items()
+    }
+
+
+def from_bundle(contents: Mapping[str, bytes]) -> TableSet:
+    """Check every mapping file of a bundle (name -> bytes, never read from a path): a name
+    outside ``adapters/mappings/<council>/<system>.yaml`` or any problem in any file raises
+    one :class:`MappingFileError` listing them all."""
+    problems: list[Problem] = []
+    out: dict[tuple[str, str], Tables] = {}
+    for rel in sorted(contents):
+        name = _BUNDLE_NAME.fullmatch(rel)
+        if name is None:
+            problems.append(Problem(rel, 1, "", "not a mapping file name"))
+            continue
+        try:
+            text = contents[rel].decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(Problem(rel, 1, "", "not UTF-8"))
+            continue
+        key = (rel, hashlib.sha256(contents[rel]).hexdigest())
+        with _LOCK:
+            found = _CHECKED.get(key)
+        if found is None:
+            try:
+                found = load_text(name[1], name[2], text, rel)
+            except MappingFileError as exc:
+                problems.extend(exc.problems)
+                continue
+            with _LOCK:
+                if len(_CHECKED) >= _CHECKED_MAX:
+                    _CHECKED.clear()
+                _CHECKED[key] = found
+        out[(name[1], name[2])] = found
+    if problems:
+        raise MappingFileError(problems)
+    return TableSet(MappingProxyType(out))
+
+
+# files already checked, by (bundle name, sha256 of the bytes): the tables are immutable and
+# a file's name and content fix them wholly, so a swap re-reads only the files it changes
+_CHECKED: dict[tuple[str, str], Tables] = {}
+_CHECKED_MAX = 256

@@ -1,10 +1,13 @@
 """One typed, frozen configuration for ``remit serve``, read once at start.
 
 Every setting has an environment variable (``REMIT_*``; tracing follows the standard
-``OTEL_*`` names). An optional TOML file named by ``REMIT_CONFIG`` may set the same settings
-by field name (``address = "0.0.0.0:50051"``); the environment wins over the file, and a
-command-line flag wins over both. Every value is parsed and checked here, before anything
-starts: an invalid value raises :class:`ConfigError` naming the variable, and ``remit serve``
+``OTEL_*`` names); a secret (``REMIT_AUDIT_HMAC_KEY``, ``REMIT_REDIS_URL``,
+``REMIT_AUDIT_SINK``: URLs may carry a password) may instead be read from the file named by
+its ``*_FILE`` variable (``REMIT_AUDIT_HMAC_KEY_FILE=/run/secrets/hmac``). An optional TOML
+file named by ``REMIT_CONFIG`` may set the same settings by field name (``address =
+"0.0.0.0:50051"``); the environment wins over the file, and a command-line flag wins over
+both. Every value is parsed and checked here, before anything starts: an invalid value
+raises :class:`ConfigError` naming the variable, and ``remit serve``
 exits 2 with that message.
 
 To add a setting, add one field to :class:`Config` with ``_setting(env=..., parse=...)``;
@@ -37,8 +40,13 @@ class ConfigError(ValueError):
 Parser = Callable[[str], Any]
 
 
-def _setting(*, env: str, parse: Parser, default: Any, flag: str = "") -> Any:
-    return dataclasses.field(default=default, metadata={"env": env, "parse": parse, "flag": flag})
+def _setting(*, env: str, parse: Parser, default: Any, flag: str = "", secret: bool = False) -> Any:
+    """One setting. ``secret``: it may also be read from a file named by ``<env>_FILE``
+    (a mounted Kubernetes Secret or Docker secret), so the value need not be in the
+    environment; setting both is an error."""
+    return dataclasses.field(
+        default=default, metadata={"env": env, "parse": parse, "flag": flag, "secret": secret}
+    )
 
 
 # ---- parsers: each takes the raw text and returns the typed value or raises ValueError ----
@@ -237,7 +245,7 @@ class Config:
     )
     log_level: str = _setting(env="REMIT_LOG_LEVEL", parse=_log_level, default="INFO")
     # The shared bundle in Redis; "" = the compiled files on disk (LocalSource).
-    redis_url: str = _setting(env="REMIT_REDIS_URL", parse=_redis_url, default="")
+    redis_url: str = _setting(env="REMIT_REDIS_URL", parse=_redis_url, default="", secret=True)
     # OpenTelemetry (standard variable names). Tracing is on when an exporter is named or an
     # OTLP endpoint is set, and OTEL_SDK_DISABLED is not true; the exporter reads its own
     # OTEL_EXPORTER_OTLP_* settings.
@@ -263,7 +271,9 @@ class Config:
     # Plaintext gRPC off loopback must be asked for (e.g. inside a mesh that does mTLS).
     allow_plaintext: bool = _setting(env="REMIT_ALLOW_PLAINTEXT", parse=_bool, default=False)
     # The decision log: stdout | file:PATH | redis:URL[#stream]; strict or best-effort.
-    audit_sink: str = _setting(env="REMIT_AUDIT_SINK", parse=_audit_sink, default="stdout")
+    audit_sink: str = _setting(
+        env="REMIT_AUDIT_SINK", parse=_audit_sink, default="stdout", secret=True
+    )
     audit_mode: str = _setting(
         env="REMIT_AUDIT_MODE", parse=_choice("strict", "best-effort"), default="strict"
     )
@@ -284,7 +294,9 @@ class Config:
         env="REMIT_AUDIT_GROUP_WINDOW_MS", parse=_int_between(0, 100), default=0
     )
     # Key for the HMAC of case references in the log (hex); unset = a per-process key.
-    audit_hmac_key: str = _setting(env="REMIT_AUDIT_HMAC_KEY", parse=_hex_key, default="")
+    audit_hmac_key: str = _setting(
+        env="REMIT_AUDIT_HMAC_KEY", parse=_hex_key, default="", secret=True
+    )
     # Replicas refuse bundles not signed by this Ed25519 public key (PEM), when set.
     bundle_public_key: Path | None = _setting(  # noqa: RUF009
         env="REMIT_BUNDLE_PUBLIC_KEY", parse=_optional_file, default=None
@@ -349,6 +361,11 @@ def load(
         env_name = f.metadata["env"]
         if env_name in env:
             raw[name] = (env_name, env[env_name])
+        file_env = f"{env_name}_FILE"
+        if f.metadata["secret"] and env.get(file_env, "").strip():
+            if env_name in env:
+                raise ConfigError(file_env, f"set {env_name} or {file_env}, not both")
+            raw[name] = (file_env, _read_secret(file_env, env[file_env].strip()))
     for name, value in (flags or {}).items():
         if value is not None:
             raw[name] = (fields[name].metadata["flag"] or name, value)
@@ -369,6 +386,25 @@ def _as_text(value: object) -> str:
     if isinstance(value, int | float | str):
         return str(value)
     raise ValueError(f"want a string, number or boolean, got {type(value).__name__}")
+
+
+def _read_secret(file_env: str, name: str) -> str:
+    """A secret's value from its file (surrounding whitespace, e.g. a final newline, dropped;
+    the value is never part of an error)."""
+    try:
+        return Path(name).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(file_env, f"cannot read {name}: {reason}") from None
+
+
+def secret_file_names() -> dict[str, str]:
+    """Field name -> the ``*_FILE`` variable of each secret setting, for docs and tests."""
+    return {
+        f.name: f"{f.metadata['env']}_FILE"
+        for f in dataclasses.fields(Config)
+        if f.metadata["secret"]
+    }
 
 
 def _read_file(name: str) -> dict[str, Any]:

@@ -10,7 +10,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from remit.distribution.bundle import Bundle, BundleStore, files_version, from_directory
+from remit.distribution.bundle import (
+    Bundle,
+    BundleStore,
+    files_version,
+    from_copy,
+    from_directory,
+)
 from remit.distribution.replica import RedisSource
 from remit.engine.evaluate import decide
 from remit.model.errors import PolicyError
@@ -59,7 +65,10 @@ def test_publish_activate_rollback_and_bounded_history(
     with pytest.raises(PolicyError):
         store.fetch(v1.version)
     bundle, compiled = store.fetch(v2.version)
-    assert compiled["version"] == v2.version
+    # the bundle's version covers its mapping tables too; the compiled manifest keeps the
+    # compiler's version of the compiled files
+    assert bundle.version == v2.version == bundle.manifest["version"]
+    assert compiled["version"] == bundle.manifest["policy_version"] != v2.version
     # the bundle carries the closure inside the rule table
     assert json.loads(bundle.files["torbay/rules.json"])["roles"]["team_manager"][
         "inherited_by"
@@ -164,10 +173,9 @@ def test_redis_unreachable_at_start_serves_local_and_says_so() -> None:
     source = RedisSource(f"redis://127.0.0.1:{free_port()}/0", GENERATED, poll_seconds=0.1)
     status = source.status()
     assert (status.origin, status.redis) == ("local", "unreachable")
-    assert (
-        source.holder.current().version
-        == json.loads((GENERATED / "manifest.json").read_text())["version"]
-    )
+    # the local files and the packaged mapping tables, under the version `remit publish`
+    # would give them
+    assert source.holder.current().version == from_directory(GENERATED).version
 
 
 def test_redis_unreachable_and_no_local_policy_fails_to_start() -> None:
@@ -190,13 +198,15 @@ def _rebuilt(files: dict[str, bytes], manifest: dict[str, object]) -> tuple[str,
     publisher could produce): returns (version, files, bundle manifest)."""
     files = dict(files)
     hashes = {rel: hashlib.sha256(b).hexdigest() for rel, b in files.items()}
-    inner = {r: h for r, h in hashes.items() if r != "manifest.json"}
+    everything = {r: h for r, h in hashes.items() if r != "manifest.json"}
+    inner = {r: h for r, h in everything.items() if not r.startswith("adapters/")}
     compiled = json.loads(files["manifest.json"])
     compiled["files"] = inner
     compiled["version"] = files_version(inner)
     files["manifest.json"] = json.dumps(compiled, indent=1, sort_keys=True).encode() + b"\n"
     hashes["manifest.json"] = hashlib.sha256(files["manifest.json"]).hexdigest()
-    return compiled["version"], files, dict(manifest, version=compiled["version"], files=hashes)
+    version = files_version(everything)
+    return version, files, dict(manifest, version=version, files=hashes)
 
 
 def test_a_bundle_whose_closure_is_wrong_is_refused(redis_server: RedisServer) -> None:
@@ -227,9 +237,10 @@ def test_a_bundle_whose_closure_is_wrong_is_refused(redis_server: RedisServer) -
 def test_a_bundle_of_the_old_format_is_refused(redis_server: RedisServer) -> None:
     store = BundleStore.from_url(redis_server.url)
     good = from_directory(GENERATED)
-    store.write(Bundle(good.version, dict(good.manifest, format=1), good.files))
-    with pytest.raises(PolicyError, match="bundle format 1"):
-        store.activate(good.version)
+    for old in (1, 2):  # 2: the rule tables without the mapping tables
+        store.write(Bundle(good.version, dict(good.manifest, format=old), good.files))
+        with pytest.raises(PolicyError, match=f"bundle format {old}; .*publish it again"):
+            store.activate(good.version)
 
 
 def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
@@ -345,7 +356,7 @@ def test_a_replica_never_starts_on_an_older_version_than_redis_names(
     cache = tmp_path / "cache"
     first = RedisSource(redis_server.url, GENERATED, cache_dir=cache)  # keeps v2 on load
     assert first.holder.current().version == v2.version
-    assert load_dir(cache).version == v2.version
+    assert from_copy(cache)[0].version == v2.version
     store.r.hset(store.key("bundle", v2.version, "files"), "torbay/rules.json", b"{}")
     cached = RedisSource(redis_server.url, GENERATED, cache_dir=cache)
     assert cached.holder.current().version == v2.version

@@ -89,6 +89,7 @@ def test_catalogue_lists_what_a_request_may_name() -> None:
     data = json.loads(torbay.stdout)
     assert "apply_epo" in data["decisions"] and "team_manager" in data["roles"]
     assert "exceptional_circumstances" in data["facts"]
+    assert "a1_child_death" in data["notifications"]  # the ids `--event` may name
     unknown = _run("catalogue", "torbey")
     assert unknown.returncode == 2
     assert "council not found: unknown council 'torbey' (closest: torbay)" in unknown.stderr

@@ -84,3 +84,22 @@ def test_no_close_id_gives_no_closest_but_still_says_how_to_list() -> None:
         "council 'torbay' has no role 'zzzz'; "
         "CatalogueService/GetScheme or `remit catalogue torbay` lists its roles"
     )
+
+
+def test_an_unknown_notification_event_has_the_hint_too(channel: grpc.Channel) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        pb_grpc.AuthorisationServiceStub(channel).Notifications(
+            pb.NotificationsRequest(council="torbay", event="a1_child_deth"), timeout=5
+        )
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "council 'torbay' has no notification 'a1_child_deth' (closest: a1_child_death," in (
+        info.value.details() or ""
+    )
+    assert "`remit catalogue torbay` lists its notifications" in (info.value.details() or "")
+    # a malformed event id is refused by pattern, never echoed
+    with pytest.raises(grpc.RpcError) as bad:
+        pb_grpc.AuthorisationServiceStub(channel).Notifications(
+            pb.NotificationsRequest(council="torbay", event="a1<script>"), timeout=5
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "<script>" not in (bad.value.details() or "")

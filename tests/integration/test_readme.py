@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import grpc
 from remit.cli.main import build_parser
@@ -85,17 +86,19 @@ def test_records_files_the_readme_names_exist() -> None:
             assert (ROOT / path).is_file(), path
 
 
-def test_the_first_call_pasted_as_written_answers_from_a_real_server() -> None:
+def test_the_first_call_pasted_as_written_answers_from_a_real_server(tmp_path: Path) -> None:
     port = free_port()
     code = _first_call()
     assert '"127.0.0.1:50051"' in code
-    env = dict(os.environ, REMIT_ADDRESS=f"127.0.0.1:{port}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMIT_")}
+    env["REMIT_ADDRESS"] = f"127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "remit.cli", "serve"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("wb"),
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -117,6 +120,12 @@ def test_the_first_call_pasted_as_written_answers_from_a_real_server() -> None:
     assert first == "EFFECT_ALLOW 6.7-tm-exceptional"
     assert f"`{first}`" in README
     assert "Torbay 6.7" in reason
+    # a first run warns of nothing: the per-process case-reference key is one INFO line
+    # saying what it means and how to set one (a WARNING only in a deployment's config)
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if " WARNING " in line or " ERROR " in line] == []
+    (notice,) = [line for line in lines if "per-process random key" in line]
+    assert " INFO " in notice and "REMIT_AUDIT_HMAC_KEY" in notice
 
 
 def test_the_readme_records_example_runs_as_written() -> None:
@@ -132,3 +141,8 @@ def test_the_readme_records_example_runs_as_written() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ALLOW: ")
+
+
+def test_the_readme_holds_no_suite_counts_that_go_stale() -> None:
+    """A count of policy cases changes with every suite edit: the README says N instead."""
+    assert re.findall(r"\b[a-z_]+: [0-9][0-9,]* passed", README) == []

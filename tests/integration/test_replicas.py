@@ -19,8 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from remit.distribution.bundle import BundleStore, from_directory
-from remit.model.policy import load_dir
+from remit.distribution.bundle import BundleStore, from_directory, local
 from remit.server.convert import request_from_proto
 from remit.tools.reference import ReferenceEvaluator
 from remit.v1 import remit_pb2 as pb
@@ -180,7 +179,7 @@ def test_publish_under_load_converges_without_failures(
     assert load.seen.get(v3_bundle.version, {pb.EFFECT_DENY}) == {pb.EFFECT_DENY}  # above £2,300.00
     # and those are the Casbin reference evaluator's answers for each version
     for version, directory in ((v1, GENERATED), (v2_bundle.version, tmp_path / "v2" / "generated")):
-        policies = load_dir(directory)
+        policies = local(directory)  # the compiled files with the packaged mapping tables
         assert policies.version == version
         req = request_from_proto(REQUEST)
         allowed, _, _ = ReferenceEvaluator(policies.councils["torbay"], "s17_payment").decide(req)

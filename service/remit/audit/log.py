@@ -148,16 +148,13 @@ def to_dict(msg: audit_pb2.DecisionLogEntry) -> dict[str, Any]:
 
 
 class Pseudonymiser:
-    """Keyed HMAC of case references: the same case gives the same token under one key."""
+    """Keyed HMAC of case references: the same case gives the same token under one key.
+    Without a key, a random one for this process (``ephemeral``): tokens then link only
+    within the process's life (``remit serve`` says so at start, see ``key_notice``)."""
 
     def __init__(self, key: bytes | None) -> None:
-        if key is None:
-            key = secrets.token_bytes(32)
-            log.warning(
-                "REMIT_AUDIT_HMAC_KEY is not set: case references are pseudonymised with a "
-                "per-process key, so they cannot be linked across restarts"
-            )
-        self._key = key
+        self.ephemeral = key is None
+        self._key = secrets.token_bytes(32) if key is None else key
 
     def __call__(self, council: str, case_reference: str) -> str:
         if not case_reference:

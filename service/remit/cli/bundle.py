@@ -49,15 +49,17 @@ def _failures(
 
 def _publish(args: argparse.Namespace) -> int:
     directory = Path(args.policy_dir) if args.policy_dir else _paths.generated_dir()
-    bundle = from_directory(directory)
+    mappings = Path(args.mappings_dir) if args.mappings_dir else None
+    bundle = from_directory(directory, mappings_dir=mappings)
     store = _store(args)
     key = args.signing_key or os.environ.get("REMIT_BUNDLE_SIGNING_KEY", "")
     signer = Signer.from_file(Path(key)) if key else None
     store.publish(bundle, keep=args.keep, signer=signer)
     signed = "signed, " if signer else ""
+    tables = sum(1 for rel in bundle.files if rel.startswith("adapters/mappings/"))
     print(
         f"published and activated {bundle.version} "
-        f"({signed}{len(bundle.manifest['councils'])} councils)"
+        f"({signed}{len(bundle.manifest['councils'])} councils, {tables} mapping tables)"
     )
     return 0
 
@@ -106,6 +108,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser("publish", help="publish compiled policy to Redis and activate it")
     common(p)
     p.add_argument("--policy-dir", default="", help="compiled policy (default policies/generated)")
+    p.add_argument(
+        "--mappings-dir",
+        default="",
+        help="LCS/PARIS mapping tables, <council>/<system>.yaml (default: the installed "
+        "adapters/mappings)",
+    )
     p.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="versions of history to keep")
     p.add_argument(
         "--signing-key",

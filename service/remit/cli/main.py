@@ -239,7 +239,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             if args.host_system:  # raw host records, mapped per council (adapters package)
                 from adapters._cli import apply_files
 
-                req, _ = apply_files(req, args.host_system, args.records)
+                req, _ = apply_files(req, args.host_system, args.records, policies.mappings)
             return _check_query(args, policies, req)
         host = None
         if args.host_system:
@@ -330,8 +330,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_catalogue(args: argparse.Namespace) -> int:
-    """The ids a request may name: every council, or one council's decisions, roles, areas
-    and facts (what CatalogueService/ListCouncils and GetScheme answer over gRPC)."""
+    """The ids a request may name: every council, or one council's decisions, roles, areas,
+    facts and notification events (what CatalogueService/ListCouncils and GetScheme answer
+    over gRPC)."""
     from remit.engine.evaluate import council_policy
     from remit.model.facts import ACTOR_FACTS
 
@@ -360,6 +361,7 @@ def _cmd_catalogue(args: argparse.Namespace) -> int:
             for f in policy.facts.values()
             if not f.derived and f.id not in ACTOR_FACTS
         },
+        "notifications": {e.id: e.wording for e in policy.events.values()},
     }
     if args.json:
         print(json.dumps({"council": policy.council, **listing}, indent=2, ensure_ascii=False))

@@ -3,8 +3,16 @@ under their version with an atomically moved pointer.
 
 A bundle holds each council's rule table (``<council>/rules.json``, with its role closure
 as the compiler computed it), its Casbin export (``<council>/policy.csv``), the shared
-``model.conf`` and the compiled ``manifest.json``. A replica builds its PolicySet from the
-tables with the one loader; nothing recomputes the closure (the loader checks it).
+``model.conf``, the compiled ``manifest.json`` and the adapters' LCS/PARIS mapping tables
+(``adapters/mappings/<council>/<system>.yaml``, as in the repository). A replica builds its
+PolicySet from the tables with the one loader; nothing recomputes the closure (the loader
+checks it). The mapping tables are checked whole when the bundle is built and go into the
+same PolicySet, so one swap replaces policy and mappings together.
+
+A bundle's version is the hash of all its files' hashes (the compiler's rule, over the
+compiled files *and* the mapping files): a council that adds one job title publishes a new
+version without a new image. The compiled ``manifest.json`` inside keeps the compiler's
+own version of the compiled files.
 
 Redis layout (``prefix`` defaults to ``remit``)::
 
@@ -28,27 +36,36 @@ import hashlib
 import json
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from adapters import _tables
+from adapters._errors import MappingFileError
 from remit.distribution.signing import Signer, Verifier
 from remit.model.errors import PolicyError
 from remit.model.policy import PolicySet, load_files
 
 DEFAULT_PREFIX = "remit"
 DEFAULT_KEEP = 10
-BUNDLE_FORMAT = 2  # 2: rule tables; 1 (before): index.json and a separate closure hash
+# 3: rule tables and the adapters' mapping tables; 2: rule tables only; 1: index.json and a
+# separate closure hash
+BUNDLE_FORMAT = 3
 # written by bundles of format 1; still deleted with its bundle so pruning leaves nothing
 _LEGACY_HIERARCHY = "hierarchy"
 
 
 # what a version id looks like (the compiler's 16 hex digits; tests use longer names)
 _POINTER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# a bundle file's name: relative, plain segments (written under a replica's cache directory)
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*){0,3}")
+# the bundle's own manifest, beside the files in a replica's kept copy
+BUNDLE_MANIFEST = "bundle.json"
 
 
 def shown(version: str) -> str:
@@ -73,25 +90,50 @@ def files_version(file_hashes: Mapping[str, str]) -> str:
     return _sha(json.dumps(dict(file_hashes), sort_keys=True).encode())[:16]
 
 
-def from_directory(directory: Path, created: float | None = None) -> Bundle:
-    """A bundle of the compiled policy in ``directory`` (verified on the way in)."""
+def from_directory(
+    directory: Path, created: float | None = None, mappings_dir: Path | None = None
+) -> Bundle:
+    """A bundle of the compiled policy in ``directory`` and the mapping tables under
+    ``mappings_dir`` (default: the packaged ``adapters/mappings``), verified on the way in."""
+    return _assemble(directory, created, mappings_dir)[0]
+
+
+def local(directory: Path) -> PolicySet:
+    """The compiled files in ``directory`` with the packaged mapping tables, built as
+    ``remit publish`` would bundle them: the same version as the published bundle exactly
+    when both hold the same files (a replica's local fallback)."""
+    return _assemble(directory, 0.0, None)[1]
+
+
+def _assemble(
+    directory: Path, created: float | None, mappings_dir: Path | None
+) -> tuple[Bundle, PolicySet]:
     try:
         compiled = json.loads((directory / "manifest.json").read_bytes())
         files = {rel: (directory / rel).read_bytes() for rel in compiled["files"]}
     except (OSError, ValueError, KeyError) as exc:
         raise PolicyError(f"{directory}: not a compiled policy directory ({exc})") from exc
     files["manifest.json"] = (directory / "manifest.json").read_bytes()
+    try:
+        files.update(_tables.bundle_files(mappings_dir))
+    except OSError as exc:
+        raise PolicyError(f"mapping tables: cannot read ({exc})") from exc
     hashes = {rel: _sha(data) for rel, data in sorted(files.items())}
     policies = build(files, compiled)
     manifest = {
         "format": BUNDLE_FORMAT,
         "version": policies.version,
+        "policy_version": compiled.get("version"),
         "created": created if created is not None else time.time(),
         "files": hashes,
         "sources": compiled.get("sources", {}),
         "councils": compiled["councils"],
     }
-    return Bundle(policies.version, manifest, files)
+    return Bundle(policies.version, manifest, files), policies
+
+
+def _is_compiled(rel: str) -> bool:
+    return rel != "manifest.json" and not _tables.is_bundle_name(rel)
 
 
 def verify(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str, Any]:
@@ -99,7 +141,7 @@ def verify(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str,
     if manifest.get("format") != BUNDLE_FORMAT:
         raise PolicyError(
             f"bundle format {manifest.get('format')!r}; this remit reads format {BUNDLE_FORMAT}"
-            " (rule tables): publish it again with this remit"
+            " (rule tables and mapping tables): publish it again with this remit"
         )
     listed = manifest.get("files")
     if not isinstance(listed, dict) or set(listed) != set(files):
@@ -111,10 +153,11 @@ def verify(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str,
         compiled: dict[str, Any] = json.loads(files["manifest.json"])
     except (KeyError, ValueError) as exc:
         raise PolicyError("bundle has no readable compiled manifest") from exc
-    inner = {rel: h for rel, h in listed.items() if rel != "manifest.json"}
+    inner = {rel: h for rel, h in listed.items() if _is_compiled(rel)}
     if compiled.get("files") != inner:
         raise PolicyError("compiled manifest does not list the bundle's files")
-    if files_version(inner) != compiled.get("version") or compiled.get("version") != manifest.get(
+    everything = {rel: h for rel, h in listed.items() if rel != "manifest.json"}
+    if files_version(inner) != compiled.get("version") or files_version(everything) != manifest.get(
         "version"
     ):
         raise PolicyError("bundle version is not the hash of its files")
@@ -122,9 +165,58 @@ def verify(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str,
 
 
 def build(files: Mapping[str, bytes], compiled: Mapping[str, Any]) -> PolicySet:
-    """Index a verified bundle into a PolicySet (raises PolicyError)."""
-    inner = {rel: data for rel, data in files.items() if rel != "manifest.json"}
-    return load_files(inner, compiled)
+    """Index a verified bundle into a PolicySet (raises PolicyError): the rule tables and
+    the mapping tables, under the bundle's version (the hash of all its files)."""
+    inner = {rel: data for rel, data in files.items() if _is_compiled(rel)}
+    policies = load_files(inner, compiled)
+    try:
+        mappings = _tables.from_bundle(
+            {rel: data for rel, data in files.items() if _tables.is_bundle_name(rel)}
+        )
+    except MappingFileError as exc:
+        raise PolicyError(f"mapping tables refused:\n{exc}") from exc
+    version = files_version({rel: _sha(d) for rel, d in files.items() if rel != "manifest.json"})
+    return replace(policies, version=version, mappings=mappings)
+
+
+def from_copy(directory: Path) -> tuple[Bundle, dict[str, Any]]:
+    """A bundle a replica kept on disk (:func:`keep`), verified again as from Redis; the
+    file names are those its bundle manifest lists (checked, see :func:`verify`)."""
+    try:
+        manifest = json.loads((directory / BUNDLE_MANIFEST).read_bytes())
+        listed = manifest["files"]
+        if not isinstance(listed, dict) or not all(map(_safe_name, listed)):
+            raise ValueError("files is not a list of bundle file names")
+        files = {rel: (directory / rel).read_bytes() for rel in listed}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PolicyError(f"{directory}: not a kept bundle ({exc})") from exc
+    compiled = verify(manifest, files)
+    return Bundle(str(manifest.get("version", "")), manifest, files), compiled
+
+
+def _safe_name(rel: object) -> bool:
+    """A bundle file name that stays inside a directory written from it."""
+    return isinstance(rel, str) and _FILE_NAME.fullmatch(rel) is not None and ".." not in rel
+
+
+def keep(bundle: Bundle, directory: Path) -> None:
+    """Write a verified bundle to ``directory`` (a new directory, then one rename, so a
+    crash never leaves a half-written copy); :func:`from_copy` reads it back."""
+    if not all(map(_safe_name, bundle.files)):
+        raise PolicyError("bundle file names are not plain relative names")
+    staging = directory.with_name(directory.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    for rel, data in bundle.files.items():
+        path = staging / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (staging / BUNDLE_MANIFEST).write_bytes(json.dumps(bundle.manifest, sort_keys=True).encode())
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    staging.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class BundleStore:

@@ -23,20 +23,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import time
 from pathlib import Path
 
 import redis
 
 from remit.config import Config
-from remit.distribution.bundle import BundleStore, build, shown
+from remit.distribution.bundle import (
+    BUNDLE_MANIFEST,
+    Bundle,
+    BundleStore,
+    build,
+    from_copy,
+    keep,
+    local,
+    shown,
+)
 from remit.distribution.holder import PolicyHolder
 from remit.distribution.signing import Verifier
 from remit.distribution.source import Background, SourceStatus, StatusBoard
 from remit.model.errors import PolicyError
 from remit.model.paths import generated_dir
-from remit.model.policy import PolicySet, load_dir
+from remit.model.policy import PolicySet
 
 log = logging.getLogger("remit.replica")
 
@@ -89,7 +97,7 @@ class RedisSource:
             if local_dir is None:
                 raise PolicyError(f"Redis unreachable and no local policy: {exc}") from exc
             log.warning("Redis unreachable at start (%s); serving local policy", type(exc).__name__)
-            return load_dir(local_dir), "local", "unreachable", "Redis unreachable at start"
+            return local(local_dir), "local", "unreachable", "Redis unreachable at start"
         if active is not None:
             try:
                 return self._load(active), "redis", "connected", ""
@@ -99,7 +107,7 @@ class RedisSource:
                 return self._fallback(active, exc, local_dir)
         if local_dir is None:
             raise PolicyError("no active bundle in Redis and no local policy")
-        return load_dir(local_dir), "local", "connected", "no active bundle in Redis"
+        return local(local_dir), "local", "connected", "no active bundle in Redis"
 
     def _fallback(
         self, active: str, exc: PolicyError, local_dir: Path | None
@@ -108,9 +116,9 @@ class RedisSource:
         hold that same version, else the cached last verified bundle, else nothing."""
         why = f"active bundle {shown(active)} refused: {exc}"
         if local_dir is not None:
-            local = load_dir(local_dir)
-            if local.version == active:
-                return local, "local", "connected", f"{why}; serving the local files (same version)"
+            own = local(local_dir)
+            if own.version == active:
+                return own, "local", "connected", f"{why}; serving the local files (same version)"
         cached = self._cached()
         if cached is not None:
             return cached, "cache", "connected", f"{why}; serving the last verified bundle"
@@ -120,33 +128,22 @@ class RedisSource:
         )
 
     def _cached(self) -> PolicySet | None:
-        if self._cache is None or not (self._cache / "manifest.json").is_file():
+        if self._cache is None or not (self._cache / BUNDLE_MANIFEST).is_file():
             return None
         try:
-            return load_dir(self._cache)  # verified against its manifest, as any directory
+            bundle, compiled = from_copy(self._cache)  # verified again, as from Redis
+            return build(bundle.files, compiled)
         except PolicyError as exc:
             log.error("bundle cache %s refused: %s", self._cache, exc)
             return None
 
-    def _keep(self, files: dict[str, bytes]) -> None:
-        """Write a verified bundle's compiled files to the cache (a new directory, then one
-        rename, so a crash never leaves a half-written cache)."""
+    def _keep(self, bundle: Bundle) -> None:
+        """Keep a verified bundle (policy and mapping tables) in the cache directory."""
         if self._cache is None:
             return
-        staging = self._cache.with_name(self._cache.name + ".new")
         try:
-            shutil.rmtree(staging, ignore_errors=True)
-            for rel, data in files.items():
-                path = staging / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            old = self._cache.with_name(self._cache.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            if self._cache.exists():
-                self._cache.rename(old)
-            staging.rename(self._cache)
-            shutil.rmtree(old, ignore_errors=True)
-        except OSError as exc:  # the cache is a convenience: never stop serving for it
+            keep(bundle, self._cache)
+        except (OSError, PolicyError) as exc:  # a convenience: never stop serving for it
             log.warning("could not write the bundle cache %s: %s", self._cache, exc)
 
     def _load(self, version: str) -> PolicySet:
@@ -162,7 +159,7 @@ class RedisSource:
             )
         policies = build(bundle.files, compiled)
         self._created = created
-        self._keep(bundle.files)
+        self._keep(bundle)
         return policies
 
     def _written(self, version: str) -> str:

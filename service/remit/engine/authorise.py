@@ -78,7 +78,8 @@ def authorise(policies: PolicySet, request: Request, host: HostRecords | None = 
     if host is not None:  # host records, mapped per council (adapters package)
         from adapters import apply
 
-        request, mapping = apply(request, host.system, host.records)
+        # the mapping tables of the same version as the policy (PolicySet.mappings)
+        request, mapping = apply(request, host.system, host.records, policies.mappings)
     answer = decide(policies, request)
     notices: tuple[Notice, ...] = ()
     if answer.allowed:

@@ -26,14 +26,18 @@ _LISTED_BY = {
     "role": "CatalogueService/GetScheme or `remit catalogue {council}` lists its roles",
     "area": "CatalogueService/GetScheme or `remit catalogue {council}` lists its areas",
     "fact": "CatalogueService/GetScheme or `remit catalogue {council}` lists its facts",
+    "notification": (
+        "CatalogueService/GetScheme (events) or `remit catalogue {council}` lists its notifications"
+    ),
 }
 
 
 def not_found(
     field: str, kind: str, wanted: str, known: Iterable[str], council: str = ""
 ) -> NotFound:
-    """The one NOT_FOUND error the engine raises for an unknown council, decision, role, area
-    or fact: what was not found, the closest known ids (difflib) and how to list them.
+    """The one NOT_FOUND error the engine raises for an unknown council, decision, role, area,
+    fact or notification event: what was not found, the closest known ids (difflib) and how
+    to list them.
 
     ``wanted`` is checked against the id pattern first (an :class:`InvalidArgument` naming
     the field otherwise), so the message never echoes more than a well-formed id; the

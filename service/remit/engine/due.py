@@ -68,6 +68,11 @@ PATTERN = (
 )
 
 
+# holidays' own working-day helpers (is_working_day, get_nth_working_day) are not used: they
+# need one shared calendar object that fills in a year on first lookup, and that is not
+# thread-safe (it marks the year done before adding its days, and populates through shared
+# state), so a request thread could count a bank holiday as a working day; filling 1990-2100
+# up front took 6.8 s here. An immutable set per year, built once, is safe to share.
 @lru_cache(maxsize=64)
 def _bank_holidays(year: int) -> frozenset[date]:
     return frozenset(holidays.country_holidays("GB", subdiv="ENG", years=year))

@@ -15,15 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from remit.engine.context import case_facts, required
+from remit.engine.context import case_facts, not_found, required
 from remit.engine.due import due
 from remit.engine.evaluate import council_policy
 from remit.engine.explain import describe_term
 from remit.model.conditions import FactValue
-from remit.model.errors import InvalidArgument, NotFound
+from remit.model.errors import InvalidArgument
 from remit.model.policy import CouncilPolicy, Decision, Event, PolicySet
-
-NAME_LIMIT = 64
 
 
 @dataclass(frozen=True)
@@ -46,9 +44,8 @@ def event_of(policy: CouncilPolicy, event_id: str) -> Event:
     if not event_id:
         raise InvalidArgument("event", "is required")
     event = policy.events.get(event_id)
-    if event is None:
-        shown = event_id if len(event_id) <= NAME_LIMIT else event_id[:NAME_LIMIT] + "..."
-        raise NotFound("event", f"council {policy.council!r} has no notification {shown!r}")
+    if event is None:  # the closest event ids and how to list them, as for the other ids
+        raise not_found("event", "notification", event_id, policy.events, policy.council)
     return event
 
 

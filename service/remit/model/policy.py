@@ -25,13 +25,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remit.model.conditions import OPERATORS_FOR_TYPE, Condition, FactValue, Term, parse, render
 from remit.model.errors import PolicyError
 from remit.model.export import MODEL_CONF, casbin_policy, priority_of
 from remit.model.facts import WELL_KNOWN, FactSpec, FactType
 from remit.model.words import summarise
+
+if TYPE_CHECKING:  # the adapters read the model; the model only names their table set
+    from adapters._tables import TableSet
 
 # the shape of every id a request may name (council, decision, role, area, fact)
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -221,8 +224,14 @@ class CouncilPolicy:
 
 @dataclass(frozen=True)
 class PolicySet:
+    """One version of the policy in force: every council's rule table and, from a policy
+    bundle, the adapters' mapping tables of that same version (``None``: the packaged
+    tables, as with the compiled files on disk). A request reads one PolicySet and uses
+    both from it, so a swap never mixes one version's policy with another's mappings."""
+
     version: str
     councils: Mapping[str, CouncilPolicy]
+    mappings: TableSet | None = None
 
 
 # the compiled format this loader reads: manifest.json "format" (rules.json has its own)

@@ -295,6 +295,37 @@ def http_deps(deps: Deps) -> HttpDeps:
     )
 
 
+def key_notice(config: Config) -> tuple[int, str]:
+    """What ``remit serve`` says when no case-reference key is set: on the embedded default
+    (a first run) one INFO line on what that means and how to set one; a WARNING when the
+    config is a deployment's (TLS, a Redis bundle, an access file, a kept decision log),
+    where the pseudonyms of one case must link across restarts and replicas."""
+    how = (
+        "set REMIT_AUDIT_HMAC_KEY (or REMIT_AUDIT_HMAC_KEY_FILE) to at least 16 random bytes "
+        "in hex, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'"
+    )
+    deployed = [
+        name
+        for name, on in (
+            ("REMIT_TLS_CERT", config.tls_cert is not None),
+            ("REMIT_REDIS_URL", bool(config.redis_url)),
+            ("REMIT_ACCESS_FILE", config.access_file is not None),
+            ("REMIT_AUDIT_SINK", config.audit_sink != "stdout"),
+        )
+        if on
+    ]
+    if deployed:
+        return logging.WARNING, (
+            f"REMIT_AUDIT_HMAC_KEY is not set although {', '.join(deployed)} is: the case "
+            "pseudonyms in the decision log use a per-process random key, so one case's "
+            f"entries do not link across restarts or replicas; {how}"
+        )
+    return logging.INFO, (
+        "case pseudonyms in the decision log use a per-process random key (fine for trying "
+        f"remit; they link within this run only); to keep them stable, {how}"
+    )
+
+
 def _tls_paths(config: Config) -> tuple[Path | None, Path | None, Path | None, bool]:
     return config.tls_cert, config.tls_key, config.tls_client_ca, config.allow_plaintext
 
@@ -340,6 +371,8 @@ def serve_forever(config: Config) -> int:
             anchor_seconds=config.audit_anchor_seconds,
             group_window=config.audit_group_window_ms / 1000,
         )
+        if audit.pseudonymise.ephemeral:
+            log.log(*key_notice(config))
         access = (
             AccessPolicy.from_file(config.access_file)
             if config.access_file
