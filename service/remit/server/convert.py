@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from remit.engine.authorise import HostRecords, Outcome
 from remit.engine.due import due
 from remit.engine.evaluate import Answer, Authoriser
+from remit.engine.memo import Memo, memo, new_memo
 from remit.engine.notify import Notice, conditions_text
 from remit.engine.queries import Permitted
 from remit.model.conditions import FactValue
@@ -220,21 +221,36 @@ def declared_fact_types(policy: CouncilPolicy) -> dict[str, str]:
     return {fid: policy.facts[fid].type.value for fid in policy.declared_facts}
 
 
+_WANTED_KIND = {
+    "bool": "bool_value",
+    "int": "int_value",
+    "money": "money_pence",
+    "enum": "enum_value",
+}
+_DECLARED_KINDS: Memo = new_memo()
+
+
+def declared_kinds(policy: CouncilPolicy) -> dict[str, tuple[str, str]]:
+    """Each scheme fact's type and the FactValue field it travels in, once per policy."""
+    return memo(
+        _DECLARED_KINDS,
+        id(policy),
+        (policy,),
+        lambda: {fid: (t, _WANTED_KIND[t]) for fid, t in declared_fact_types(policy).items()},
+        10_000,
+    )
+
+
 def check_declared_kinds(policy: CouncilPolicy, ctx: pb.Context) -> None:
     """A scheme fact must be sent in the FactValue field of its declared type."""
     if not ctx.facts:
         return
-    wanted = {
-        "bool": "bool_value",
-        "int": "int_value",
-        "money": "money_pence",
-        "enum": "enum_value",
-    }
-    types = declared_fact_types(policy)
+    kinds = declared_kinds(policy)
     for fid, value in ctx.facts.items():
-        if fid in types and value.WhichOneof("kind") != wanted[types[fid]]:
+        kind = kinds.get(fid)
+        if kind is not None and value.WhichOneof("kind") != kind[1]:
             raise InvalidArgument(
-                f"context.facts[{fid}]", f"is a {types[fid]} fact: send it as {wanted[types[fid]]}"
+                f"context.facts[{fid}]", f"is a {kind[0]} fact: send it as {kind[1]}"
             )
 
 

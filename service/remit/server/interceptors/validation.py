@@ -97,10 +97,15 @@ def check_message(msg: Message, prefix: str = "") -> None:
         elif isinstance(value, Message):
             check_message(value, f"{name}.")
         elif isinstance(value, str):
-            if len(value) > MAX_STRING:
-                raise _limit(name, f"at most {MAX_STRING} characters")
-            if _CONTROL.search(value):
-                raise _limit(name, "control characters are not allowed")
+            check_string(name, value)
+
+
+def check_string(name: str, value: str) -> None:
+    """The limits of :func:`check_message` on one string field ``name``."""
+    if len(value) > MAX_STRING:
+        raise _limit(name, f"at most {MAX_STRING} characters")
+    if _CONTROL.search(value):
+        raise _limit(name, "control characters are not allowed")
 
 
 def _limit(field: str, message: str) -> RequestError:
