@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
@@ -51,6 +52,18 @@ def _context_fields() -> dict[FactType, tuple[str, ...]]:
 
 _BY_TYPE = _context_fields()
 _NUMBERS = _BY_TYPE.get(FactType.INT, ()) + _BY_TYPE.get(FactType.MONEY, ())
+# every well-known Context field: its place in the order facts are read (numbers, bools, role
+# sets, enums) and how its value is read
+_READ_AS = {FactType.INT: int, FactType.MONEY: int, FactType.BOOL: bool, FactType.ROLES: frozenset}
+_WELL_KNOWN_FIELDS: dict[str, tuple[int, Callable[[Any], FactValue]]] = {
+    name: (i, _READ_AS.get(WELL_KNOWN[name].type, str))
+    for i, name in enumerate(
+        _NUMBERS
+        + _BY_TYPE.get(FactType.BOOL, ())
+        + _BY_TYPE.get(FactType.ROLES, ())
+        + _BY_TYPE.get(FactType.ENUM, ())
+    )
+}
 
 
 def context_from_proto(
@@ -63,18 +76,17 @@ def context_from_proto(
     own typing, which only gRPC has. The engine checks every value's type for every caller.
     """
     facts: dict[str, FactValue] = {}
-    for name in _NUMBERS:
-        if ctx.HasField(name):  # type: ignore[arg-type]
-            facts[name] = int(getattr(ctx, name))
-    for name in _BY_TYPE.get(FactType.BOOL, ()):
-        if ctx.HasField(name):  # type: ignore[arg-type]  # a false sent is kept: "recorded as false"
-            facts[name] = bool(getattr(ctx, name))
-    for name in _BY_TYPE.get(FactType.ROLES, ()):
-        if getattr(ctx, name):
-            facts[name] = frozenset(getattr(ctx, name))
-    for name in _BY_TYPE.get(FactType.ENUM, ()):
-        if getattr(ctx, name):
-            facts[name] = getattr(ctx, name)
+    # the fields set: numbers and bools when present (a false sent is kept: "recorded as
+    # false"), role sets when not empty, enums when not empty; read in the order above
+    sent = [
+        (_WELL_KNOWN_FIELDS[fd.name], fd.name, value)
+        for fd, value in ctx.ListFields()
+        if fd.name in _WELL_KNOWN_FIELDS
+    ]
+    if len(sent) > 1:
+        sent.sort(key=lambda item: item[0][0])
+    for (_, read), name, value in sent:
+        facts[name] = read(value)
     for fid, value in ctx.facts.items():
         if fid in WELL_KNOWN:
             raise InvalidArgument(
