@@ -9,7 +9,11 @@ LocalSource, the interceptors of ``remit.server.interceptors.ORDER`` and the dec
 INFO logging to stderr), with the decision log written
 to ``--audit-file`` or to a sink that drops entries (``--audit-file ''``). ``echo`` answers
 the same Authorise method with the pre-serialised response remit gives for each request
-(same message sizes), with the same thread pool and options and no interceptors.
+(same message sizes), with the same thread pool and options and no interceptors. It is also
+the *floor* for AuthoriseBatch and AuthoriseStream: it decodes each batch (or stream message),
+looks every item's request up in a dict index of remit's answers (keyed by the request's
+deterministic serialisation) and returns the results with their correlation ids, encoded by
+protobuf: what any server must do for a batch, with no deciding and no logging.
 
 With ``--swap-count``, a thread installs new policy versions while the load runs (the
 manifest's version is bumped, then ``LocalSource.reload`` loads, verifies, indexes and
@@ -52,12 +56,38 @@ def _null_log() -> Any:
 
 
 def _echo_server(echo_map: Path) -> tuple[grpc.Server, int]:
+    from remit.v1 import remit_pb2 as pb
+
     pairs = json.loads(echo_map.read_text(encoding="utf-8"))
     answers = {bytes.fromhex(q): bytes.fromhex(a) for q, a in pairs}
     default = next(iter(answers.values()))
+    # the floor's index: deterministic request bytes -> the decoded answer
+    index = {
+        pb.AuthoriseRequest.FromString(q).SerializeToString(deterministic=True): (
+            pb.AuthoriseResponse.FromString(a)
+        )
+        for q, a in answers.items()
+    }
+    fallback = pb.AuthoriseResponse.FromString(default)
 
     def authorise(request: bytes, context: grpc.ServicerContext) -> bytes:
         return answers.get(request, default)
+
+    def results(items: Any) -> list[Any]:
+        return [
+            pb.BatchResult(
+                correlation_id=item.correlation_id,
+                response=index.get(item.request.SerializeToString(deterministic=True), fallback),
+            )
+            for item in items
+        ]
+
+    def batch(request: Any, context: grpc.ServicerContext) -> Any:
+        return pb.AuthoriseBatchResponse(results=results(request.items))
+
+    def stream(requests: Any, context: grpc.ServicerContext) -> Any:
+        for message in requests:
+            yield pb.AuthoriseStreamResponse(results=results(message.items))
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="echo"),
@@ -65,7 +95,19 @@ def _echo_server(echo_map: Path) -> tuple[grpc.Server, int]:
     )
     handler = grpc.method_handlers_generic_handler(
         "remit.v1.AuthorisationService",
-        {"Authorise": grpc.unary_unary_rpc_method_handler(authorise)},
+        {
+            "Authorise": grpc.unary_unary_rpc_method_handler(authorise),
+            "AuthoriseBatch": grpc.unary_unary_rpc_method_handler(
+                batch,
+                request_deserializer=pb.AuthoriseBatchRequest.FromString,
+                response_serializer=pb.AuthoriseBatchResponse.SerializeToString,
+            ),
+            "AuthoriseStream": grpc.stream_stream_rpc_method_handler(
+                stream,
+                request_deserializer=pb.AuthoriseStreamRequest.FromString,
+                response_serializer=pb.AuthoriseStreamResponse.SerializeToString,
+            ),
+        },
     )
     server.add_generic_rpc_handlers((handler,))
     health_servicer = health.HealthServicer()

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from remit.engine.answer import Answer, Authoriser, Citation, Prepared
 from remit.engine.context import decision_context, given_facts, not_found, required
-from remit.engine.explain import answer, council_ref, decision_steps
+from remit.engine.explain import answer, council_ref, decision_steps, memoised
 from remit.engine.trace import Actor as Walker
 from remit.engine.trace import State, Trace, actor_of, area_limited, decision_areas, walk
 from remit.model.errors import InvalidArgument
@@ -195,13 +195,19 @@ def decide(policies: PolicySet, req: Request) -> Answer:
     prep = prepare(policies, req)
     if req.deviation is not None:
         _check_deviation(prep.policy, req.deviation)
-    trace = trace_of(prep)
-    if prep.missing:
-        _require_deciding_facts(prep, trace)
-    ans = answer(policies.version, prep, trace, new_decision_id())
+    ans = memoised(policies.version, prep, new_decision_id(), _answer)
     if ans.allowed or req.deviation is None or ans.decided_outside:
         return ans
     return _deviation_answer(prep, ans, req.deviation, req.service_area or prep.area)
+
+
+def _answer(version: str, prep: Prepared, decision_id: str) -> Answer:
+    """The walk of a prepared request and the answer read from it (or the refusal of a
+    request lacking a fact that could decide it)."""
+    trace = trace_of(prep)
+    if prep.missing:
+        _require_deciding_facts(prep, trace)
+    return answer(version, prep, trace, decision_id)
 
 
 def _check_deviation(policy: CouncilPolicy, dev: Deviation) -> None:

@@ -30,10 +30,10 @@ council's boundary corpus, and the regression cases of issue 13 by name):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from functools import cache
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
 from remit.engine.answer import Answer, Authoriser, Citation, Prepared
+from remit.engine.memo import Memo, memo, new_memo
 from remit.engine.trace import (
     Actor,
     LineTrace,
@@ -73,17 +73,52 @@ def describe_term(policy: CouncilPolicy, term: Term) -> str:
     return describe(policy.facts, lambda r: policy.roles[r].title, term)
 
 
-@cache
+# -- memos of what one policy version's objects alone determine (remit.engine.memo) ------
+
+_STEPS: Memo = new_memo()
+_DECISION_FACTS: Memo = new_memo()
+_AUTHORISERS: Memo = new_memo()
+_AUTHORISERS_LIMIT = 50_000  # entries of a few authorisers each: a few MB at most
+
+
 def steps(rule: Rule) -> frozenset[str]:
     """Facts an authoriser satisfies by acting (preconditions, agreements), not case facts."""
-    return frozenset(
-        {o.fact for o in rule.obligations if o.kind == "precondition"} | {"concurring_roles"}
+    return memo(
+        _STEPS,
+        id(rule),
+        (rule,),
+        lambda: frozenset(
+            {o.fact for o in rule.obligations if o.kind == "precondition"} | {"concurring_roles"}
+        ),
+        200_000,
     )
 
 
 def decision_steps(policy: CouncilPolicy, decision: Decision) -> dict[str, frozenset[str]]:
     """:func:`steps` for every rule of the decision, by rule id (a walk's ``steps``)."""
     return {rid: steps(policy.rules[rid]) for rid in decision.rules if rid in policy.rules}
+
+
+class _DecisionFacts:
+    """What :func:`authorisers` reads of a decision alone, computed once per decision."""
+
+    __slots__ = ("order", "posts", "steps", "tested")
+
+    def __init__(self, policy: CouncilPolicy, decision: Decision) -> None:
+        self.tested = tested_facts(decision)
+        self.order = tuple(sorted(self.tested))
+        self.posts = permission_posts(decision)
+        self.steps = decision_steps(policy, decision)
+
+
+def _decision_facts(policy: CouncilPolicy, decision: Decision) -> _DecisionFacts:
+    return memo(
+        _DECISION_FACTS,
+        (id(decision), id(policy)),
+        (decision, policy),
+        lambda: _DecisionFacts(policy, decision),
+        100_000,
+    )
 
 
 def _who(policy: CouncilPolicy, line: Line) -> str:
@@ -220,13 +255,47 @@ def authorisers(
     Preconditions and agreements are steps the authoriser takes, left open and listed in the
     conditions. ``known``: the facts the request settles (None: all); a line resting on a
     fact left unknown is kept only until a settled line is found.
+
+    Each post's walk depends only on the decision, the area, the values of the facts its
+    lines test and which of those the request settles, so the posts' answers are memoised
+    per such shape (for every post; ``exclude`` is applied after).
     """
-    rule_steps = decision_steps(policy, decision)
-    unknown = frozenset() if known is None else tested_facts(decision) - known
+    facts = _decision_facts(policy, decision)
+    shape: Hashable = (
+        id(decision),
+        id(policy),
+        area,
+        tuple([ctx.get(f, _ABSENT) for f in facts.order]),
+        None if known is None else known & facts.tested,
+    )
+    every = memo(
+        _AUTHORISERS,
+        shape,
+        (decision, policy),
+        lambda: _authorisers(policy, decision, facts, area, ctx, known),
+        _AUTHORISERS_LIMIT,
+    )
+    if not exclude:
+        return every
+    return tuple(a for a in every if a.role not in exclude)
+
+
+_ABSENT = object()  # a fact the context does not hold (one left unknown)
+
+
+def _authorisers(
+    policy: CouncilPolicy,
+    decision: Decision,
+    facts: _DecisionFacts,
+    area: str | None,
+    ctx: Mapping[str, FactValue],
+    known: frozenset[str] | None,
+) -> tuple[Authoriser, ...]:
+    """:func:`authorisers` of every post, computed."""
+    rule_steps = facts.steps
+    unknown = frozenset() if known is None else facts.tested - known
     found: dict[str, Authoriser] = {}
-    for role in permission_posts(decision):
-        if role in exclude:
-            continue
+    for role in facts.posts:
         trace = walk(
             decision,
             actor_of(policy, (role,)),
@@ -278,6 +347,46 @@ def _as_held(policy: CouncilPolicy, roles: frozenset[str], role: str) -> str:
     title = policy.roles[role].title
     holders = [h for h in policy.held_by.get(role, ()) if h in roles]
     return f"{policy.roles[holders[0]].title} as {title}" if holders else title
+
+
+_ANSWERS: Memo = new_memo()
+_ANSWERS_LIMIT = 8_192  # answers with their traces: a few KB each, a few tens of MB at most
+
+
+def memoised(
+    version: str,
+    prep: Prepared,
+    decision_id: str,
+    compute: Callable[[str, Prepared, str], Answer],
+) -> Answer:
+    """``compute(version, prep, decision_id)``, memoised per shape of request: the answer
+    (and its trace) of a prepared request depends only on the policy version, the decision,
+    the actor's roles, those it covers and those that agree by acting, the area, the values
+    of the facts the decision's lines test, which of those the request carried and which it left open. A request of a
+    shape seen before gets that answer under its own decision id; a refusal (``compute``
+    raising) is never memoised."""
+    facts = _decision_facts(prep.policy, prep.decision)
+    ctx, given = prep.ctx, prep.given
+    shape: Hashable = (
+        version,
+        id(prep.policy),
+        id(prep.decision),
+        prep.roles,
+        prep.acting_for,
+        prep.agrees,
+        prep.area,
+        tuple([ctx.get(f, _ABSENT) for f in facts.order]),
+        None if given is None else given & facts.tested,
+        prep.missing,
+    )
+    ans = memo(
+        _ANSWERS,
+        shape,
+        (prep.policy, prep.decision),
+        lambda: compute(version, prep, decision_id),
+        _ANSWERS_LIMIT,
+    )
+    return ans if ans.decision_id == decision_id else ans.with_decision_id(decision_id)
 
 
 def citation(policy: CouncilPolicy, decision: Decision, rule: Rule) -> Citation:

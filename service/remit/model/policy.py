@@ -21,8 +21,8 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -190,7 +190,6 @@ class CouncilPolicy:
     rules: Mapping[str, Rule]
     edges: tuple[tuple[str, str], ...]
     model_text: str
-    policy_text: str
     deviation: DeviationClause | None = None
     events: Mapping[str, Event] = field(default_factory=lambda: MappingProxyType({}))
     # what an omitted bool / role-set fact defaults to (false / empty), precomputed at load
@@ -220,6 +219,12 @@ class CouncilPolicy:
         else:
             extra = {f for f, by in self.held_by.items() if any(p in posts for p in by)}
         return posts | extra if extra - posts else posts
+
+    @property
+    def policy_text(self) -> str:
+        """The table's Casbin export (``policy.csv``), made when asked for (the reference
+        evaluator, the compiler): the serving set does not keep the text."""
+        return casbin_policy(self)
 
 
 @dataclass(frozen=True)
@@ -275,8 +280,34 @@ def load_dir(root: Path) -> PolicySet:
             raise TypeError("files is not an object")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PolicyError(f"{root}/manifest.json: cannot load ({exc})") from exc
-    files = {rel: _read_verified(root, rel, listed) for rel in listed}
-    return load_files(files, manifest)
+    # one council's files at a time: each read and verified when the loader asks for it, and
+    # dropped once its council is built (a 500-council directory is never in memory whole)
+    files = _VerifiedFiles(root, listed)
+    policies = load_files(files, manifest)
+    for rel in listed:  # the files the loader did not ask for are verified all the same
+        if rel not in files.read:
+            _read_verified(root, rel, listed)
+    return policies
+
+
+class _VerifiedFiles(Mapping[str, bytes]):
+    """The listed files of a compiled directory, each read and checked against its manifest
+    hash when asked for (a file not listed is absent); nothing is kept."""
+
+    def __init__(self, root: Path, listed: Mapping[str, str]) -> None:
+        self.root, self.listed, self.read = root, listed, set[str]()
+
+    def __getitem__(self, rel: str) -> bytes:
+        if rel not in self.listed:
+            raise KeyError(rel)
+        self.read.add(rel)
+        return _read_verified(self.root, rel, self.listed)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.listed)
+
+    def __len__(self) -> int:
+        return len(self.listed)
 
 
 def load_files(files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> PolicySet:
@@ -546,7 +577,6 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
         rules=MappingProxyType(rules),
         edges=edges,
         model_text=MODEL_CONF,
-        policy_text="",
         deviation=_read_deviation(t, roles),
         events=MappingProxyType(events),
         fact_defaults=MappingProxyType(
@@ -566,8 +596,7 @@ def _council_policy(council: str, table: Any) -> CouncilPolicy:
             if roles[r].kind == "post" and not roles[r].independent
         ),
     )
-    # the Casbin export, generated from the table (never parsed back)
-    return replace(policy, policy_text=casbin_policy(policy))
+    return policy
 
 
 def _held_by(roles: Mapping[str, Role]) -> dict[str, tuple[str, ...]]:
@@ -715,6 +744,7 @@ def _read_decisions(
     rules' roles, areas and conditions, in priority order."""
     decisions: dict[str, Decision] = {}
     positions: set[int] = set()
+    matching: dict[tuple[str, str], frozenset[str]] = {}  # one set per (role, effect)
     for i, raw in enumerate(t.items("decisions")):
         d = _Obj(raw, f"decisions[{i}]")
         did = d.text("id")
@@ -738,7 +768,13 @@ def _read_decisions(
         lines: list[Line] = []
         for k, raw_line in enumerate(d.items("lines")):
             line = _read_line(
-                _Obj(raw_line, f"{d.where}.lines[{k}]"), did, rules, facts, roles, conditions
+                _Obj(raw_line, f"{d.where}.lines[{k}]"),
+                did,
+                rules,
+                facts,
+                roles,
+                conditions,
+                matching,
             )
             entry = (line.rule, line.role, line.area, line.cond_text)
             if line.rule not in rule_ids or entry not in want:
@@ -788,6 +824,7 @@ def _read_line(
     facts: Mapping[str, FactSpec],
     roles: Mapping[str, Role],
     conditions: _Conditions,
+    shared: dict[tuple[str, str], frozenset[str]],
 ) -> Line:
     rid, role, area, effect = ln.strings("rule", "role", "area", "effect")
     rule = rules.get(rid)
@@ -804,10 +841,12 @@ def _read_line(
         matching: frozenset[str] | None = None
     elif role not in roles:
         raise ValueError(f"{ln.where}.role: unknown role {role!r}")
-    elif effect == "allow":
-        matching = frozenset({role}) | roles[role].seniors
-    else:
-        matching = frozenset({role})
+    else:  # allows: the role and every senior; prohibitions: the role alone
+        matching = shared.get((role, effect))
+        if matching is None:
+            own = frozenset({role})
+            matching = own | roles[role].seniors if effect == "allow" else own
+            shared[(role, effect)] = matching
     summary = summarise(facts, lambda r: roles[r].title, cond)
     return Line(position, did, role, area, text, cond, effect, priority, rid, matching, summary)
 

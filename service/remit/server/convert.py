@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
@@ -13,6 +14,7 @@ from google.protobuf.message import Message
 from remit.engine.authorise import HostRecords, Outcome
 from remit.engine.due import due
 from remit.engine.evaluate import Answer, Authoriser
+from remit.engine.memo import Memo, memo, new_memo
 from remit.engine.notify import Notice, conditions_text
 from remit.engine.queries import Permitted
 from remit.model.conditions import FactValue
@@ -50,6 +52,18 @@ def _context_fields() -> dict[FactType, tuple[str, ...]]:
 
 _BY_TYPE = _context_fields()
 _NUMBERS = _BY_TYPE.get(FactType.INT, ()) + _BY_TYPE.get(FactType.MONEY, ())
+# every well-known Context field: its place in the order facts are read (numbers, bools, role
+# sets, enums) and how its value is read
+_READ_AS = {FactType.INT: int, FactType.MONEY: int, FactType.BOOL: bool, FactType.ROLES: frozenset}
+_WELL_KNOWN_FIELDS: dict[str, tuple[int, Callable[[Any], FactValue]]] = {
+    name: (i, _READ_AS.get(WELL_KNOWN[name].type, str))
+    for i, name in enumerate(
+        _NUMBERS
+        + _BY_TYPE.get(FactType.BOOL, ())
+        + _BY_TYPE.get(FactType.ROLES, ())
+        + _BY_TYPE.get(FactType.ENUM, ())
+    )
+}
 
 
 def context_from_proto(
@@ -62,18 +76,17 @@ def context_from_proto(
     own typing, which only gRPC has. The engine checks every value's type for every caller.
     """
     facts: dict[str, FactValue] = {}
-    for name in _NUMBERS:
-        if ctx.HasField(name):  # type: ignore[arg-type]
-            facts[name] = int(getattr(ctx, name))
-    for name in _BY_TYPE.get(FactType.BOOL, ()):
-        if ctx.HasField(name):  # type: ignore[arg-type]  # a false sent is kept: "recorded as false"
-            facts[name] = bool(getattr(ctx, name))
-    for name in _BY_TYPE.get(FactType.ROLES, ()):
-        if getattr(ctx, name):
-            facts[name] = frozenset(getattr(ctx, name))
-    for name in _BY_TYPE.get(FactType.ENUM, ()):
-        if getattr(ctx, name):
-            facts[name] = getattr(ctx, name)
+    # the fields set: numbers and bools when present (a false sent is kept: "recorded as
+    # false"), role sets when not empty, enums when not empty; read in the order above
+    sent = [
+        (_WELL_KNOWN_FIELDS[fd.name], fd.name, value)
+        for fd, value in ctx.ListFields()
+        if fd.name in _WELL_KNOWN_FIELDS
+    ]
+    if len(sent) > 1:
+        sent.sort(key=lambda item: item[0][0])
+    for (_, read), name, value in sent:
+        facts[name] = read(value)
     for fid, value in ctx.facts.items():
         if fid in WELL_KNOWN:
             raise InvalidArgument(
@@ -220,21 +233,36 @@ def declared_fact_types(policy: CouncilPolicy) -> dict[str, str]:
     return {fid: policy.facts[fid].type.value for fid in policy.declared_facts}
 
 
+_WANTED_KIND = {
+    "bool": "bool_value",
+    "int": "int_value",
+    "money": "money_pence",
+    "enum": "enum_value",
+}
+_DECLARED_KINDS: Memo = new_memo()
+
+
+def declared_kinds(policy: CouncilPolicy) -> dict[str, tuple[str, str]]:
+    """Each scheme fact's type and the FactValue field it travels in, once per policy."""
+    return memo(
+        _DECLARED_KINDS,
+        id(policy),
+        (policy,),
+        lambda: {fid: (t, _WANTED_KIND[t]) for fid, t in declared_fact_types(policy).items()},
+        10_000,
+    )
+
+
 def check_declared_kinds(policy: CouncilPolicy, ctx: pb.Context) -> None:
     """A scheme fact must be sent in the FactValue field of its declared type."""
     if not ctx.facts:
         return
-    wanted = {
-        "bool": "bool_value",
-        "int": "int_value",
-        "money": "money_pence",
-        "enum": "enum_value",
-    }
-    types = declared_fact_types(policy)
+    kinds = declared_kinds(policy)
     for fid, value in ctx.facts.items():
-        if fid in types and value.WhichOneof("kind") != wanted[types[fid]]:
+        kind = kinds.get(fid)
+        if kind is not None and value.WhichOneof("kind") != kind[1]:
             raise InvalidArgument(
-                f"context.facts[{fid}]", f"is a {types[fid]} fact: send it as {wanted[types[fid]]}"
+                f"context.facts[{fid}]", f"is a {kind[0]} fact: send it as {kind[1]}"
             )
 
 

@@ -35,7 +35,7 @@ from remit.model.request import Grant
 from remit.server import convert as _convert
 from remit.server.access import CALLER, check_council
 from remit.server.hook import DecisionHook
-from remit.server.interceptors.validation import check_message, status_code
+from remit.server.interceptors.validation import check_message, check_string, status_code
 from remit.v1 import remit_pb2 as pb
 from remit.v1 import remit_pb2_grpc as pb_grpc
 
@@ -94,7 +94,7 @@ def authorise_item(
     fault is INTERNAL; an entry the decision log refuses is UNAVAILABLE."""
     result = pb.BatchResult(correlation_id=item.correlation_id)
     try:
-        check_message(pb.BatchItem(correlation_id=item.correlation_id))
+        check_string("correlation_id", item.correlation_id)  # the item's one own string
         check_message(item.request)  # fields named as in a single AuthoriseRequest
         check_council(item.request.council)
         started = time.perf_counter()  # as for Authorise: after the generic checks

@@ -60,23 +60,41 @@ def abort_request_error(context: grpc.ServicerContext, exc: RequestError) -> Non
     context.abort_with_status(rpc_status.to_status(status))
 
 
-_MAP_FIELDS: dict[FieldDescriptor, bool] = {}
+_SCALAR, _MESSAGE, _MAP, _REPEATED = range(4)
+_KINDS: dict[FieldDescriptor, int] = {}
 
 
-def _is_map(fd: FieldDescriptor) -> bool:
-    """Whether a field is a map (cached per descriptor: GetOptions is slow per call)."""
-    known = _MAP_FIELDS.get(fd)
-    if known is None:
-        known = fd.message_type is not None and bool(fd.message_type.GetOptions().map_entry)
-        _MAP_FIELDS[fd] = known  # bounded: one entry per field of the compiled protos
-    return known
+def _kind(fd: FieldDescriptor) -> int:
+    """A field's kind, cached per descriptor (GetOptions is slow per call); bounded: one
+    entry per field of the compiled protos."""
+    kind = _KINDS.get(fd)
+    if kind is None:
+        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            kind = _MAP
+        elif fd.is_repeated:
+            kind = _REPEATED
+        elif fd.message_type is not None:
+            kind = _MESSAGE
+        else:
+            kind = _SCALAR
+        _KINDS[fd] = kind
+    return kind
 
 
 def check_message(msg: Message, prefix: str = "") -> None:
     """Generic limits on every string and repeated field; raises InvalidArgument."""
     for fd, value in msg.ListFields():
+        kind = _KINDS.get(fd)
+        if kind is None:
+            kind = _kind(fd)
+        if kind == _SCALAR:
+            if isinstance(value, str) and (len(value) > MAX_STRING or _CONTROL.search(value)):
+                check_string(f"{prefix}{fd.name}", value)
+            continue
         name = f"{prefix}{fd.name}"
-        if _is_map(fd):
+        if kind == _MESSAGE:
+            check_message(value, f"{name}.")
+        elif kind == _MAP:
             if len(value) > MAX_REPEATED:
                 raise _limit(name, f"at most {MAX_REPEATED} entries")
             for key, item in value.items():
@@ -86,7 +104,7 @@ def check_message(msg: Message, prefix: str = "") -> None:
                     check_message(item, f"{name}[{key}].")
                 elif isinstance(item, str) and len(item) > MAX_STRING:
                     raise _limit(f"{name}[{key}]", f"at most {MAX_STRING} characters")
-        elif fd.is_repeated:
+        else:
             if len(value) > MAX_REPEATED:
                 raise _limit(name, f"at most {MAX_REPEATED} entries")
             for i, item in enumerate(value):
@@ -94,13 +112,14 @@ def check_message(msg: Message, prefix: str = "") -> None:
                     check_message(item, f"{name}[{i}].")
                 elif isinstance(item, str) and len(item) > MAX_STRING:
                     raise _limit(f"{name}[{i}]", f"at most {MAX_STRING} characters")
-        elif isinstance(value, Message):
-            check_message(value, f"{name}.")
-        elif isinstance(value, str):
-            if len(value) > MAX_STRING:
-                raise _limit(name, f"at most {MAX_STRING} characters")
-            if _CONTROL.search(value):
-                raise _limit(name, "control characters are not allowed")
+
+
+def check_string(name: str, value: str) -> None:
+    """The limits of :func:`check_message` on one string field ``name``."""
+    if len(value) > MAX_STRING:
+        raise _limit(name, f"at most {MAX_STRING} characters")
+    if _CONTROL.search(value):
+        raise _limit(name, "control characters are not allowed")
 
 
 def _limit(field: str, message: str) -> RequestError:
