@@ -147,11 +147,13 @@ def _optional_file(raw: str) -> Path | None:
 
 def _audit_sink(raw: str) -> str:
     spec = raw.strip() or "stdout"
-    if spec == "stdout" or spec.startswith(("file:", "redis:", "rediss:")):
+    if spec == "stdout" or spec.startswith(
+        ("file:", "redis:", "rediss:", "postgresql://", "postgres://")
+    ):
         if spec.startswith("file:") and not spec.removeprefix("file:"):
             raise ValueError("file: needs a path")
         return spec
-    raise ValueError("want stdout, file:PATH or redis:URL[#stream]")
+    raise ValueError("want stdout, file:PATH, redis:URL[#stream] or postgresql://URL")
 
 
 def _writer_name(raw: str) -> str:

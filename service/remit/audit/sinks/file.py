@@ -75,5 +75,11 @@ def last_entry(path: Path, block: int = 1 << 16) -> dict[str, Any] | None:
 
 def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     """``parse_lines`` over a log file."""
+    return parse_lines(read_texts(path))
+
+
+def read_texts(path: Path) -> Iterator[str]:
+    """A log file's lines, as text, one at a time."""
     with path.open("rb") as fh:
-        yield from parse_lines(raw.decode("utf-8", errors="replace").rstrip("\n") for raw in fh)
+        for raw in fh:
+            yield raw.decode("utf-8", errors="replace").rstrip("\n")
