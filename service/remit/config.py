@@ -263,6 +263,11 @@ class Config:
     audit_group_window_ms: int = _setting(
         env="REMIT_AUDIT_GROUP_WINDOW_MS", parse=_int_between(0, 100), default=0
     )
+    # A file sink's segment size: once the file reaches this many bytes the next group goes
+    # to a new segment (the full one renamed NAME.000001, …); 0 = one file, never rotated.
+    audit_rotate_bytes: int = _setting(
+        env="REMIT_AUDIT_ROTATE_BYTES", parse=_int_between(0, 2**50), default=0
+    )
     # Key for the HMAC of case references in the log (hex); unset = a per-process key.
     audit_hmac_key: str = _setting(env="REMIT_AUDIT_HMAC_KEY", parse=_hex_key, default="")
     # Replicas refuse bundles not signed by this Ed25519 public key (PEM), when set.

@@ -28,6 +28,12 @@ class WriterReport:
     anchor_line: int = 0
     anchor_seq: int = 0
     closed: bool = False
+    # a rotated file log's segment: the writer began it with a segment-start anchor (its
+    # chain goes on from an earlier segment, from seq first_seq) / its last entry here is a
+    # segment-end anchor (it goes on in the next segment)
+    continued: bool = False
+    segment_ended: bool = False
+    first_seq: int = 0
     line: int = 0
     problem: str = ""
 
@@ -91,8 +97,16 @@ def verify_lines(
             w = writers[name] = WriterReport(name, first_line=n)
         if w.problem:
             continue
-        problem = _link_problem(entry, w)
         anchor = entry.get("anchor")
+        if not w.entries and isinstance(anchor, dict) and anchor.get("segment_start") is True:
+            # a segment verified on its own: the chain goes on from the previous segment's
+            # head, which this (signed) anchor names as its seq - 1 and prev_hash
+            w.last_seq, w.last_hash = (
+                max(_int(entry.get("seq")) - 1, 0),
+                str(entry.get("prev_hash")),
+            )
+            w.continued = True
+        problem = _link_problem(entry, w)
         if not problem and w.closed:
             problem = "entry after the writer's closing anchor"
         if not problem and anchor is not None and anchors is not None:
@@ -102,6 +116,9 @@ def verify_lines(
             continue
         w.entries, w.last_line, w.last_seq = w.entries + 1, n, int(entry.get("seq", 0))
         w.last_hash = str(entry["hash"])
+        if w.entries == 1:
+            w.first_seq = w.last_seq
+        w.segment_ended = isinstance(anchor, dict) and anchor.get("segment_end") is True
         gap = entry.get("gap")
         if isinstance(gap, dict):
             w.gaps, w.dropped = w.gaps + 1, w.dropped + max(_int(gap.get("dropped")), 0)
@@ -151,6 +168,10 @@ def _check_anchoring(
             )
         elif w.problem or anchor_hashes.get((seen.writer, seen.seq)) == seen.hash:
             continue  # already reported, or the witnessed anchor is there as seen
+        elif (w.segment_ended and seen.seq > w.last_seq) or (
+            w.continued and seen.seq < w.first_seq
+        ):
+            continue  # witnessed in another segment of a rotated log
         elif w.last_seq < seen.seq:
             w.line, w.problem = (
                 w.last_line,
@@ -168,7 +189,7 @@ def _check_anchoring(
                 ),
             )
     for w in writers.values():
-        if w.problem or w.closed or allow_open:
+        if w.problem or w.closed or w.segment_ended or allow_open:
             continue
         if not w.anchors:
             w.line, w.problem = w.last_line, "no anchor: the chain was never signed"

@@ -112,6 +112,7 @@ class AuditLog:
         """Chain ``entries`` onto this writer's head and write them in one sink write; the
         head moves only once the sink has accepted them all."""
         with self._lock:
+            self._next_segment()
             seq, prev, lines = self._seq, self._prev, []
             for entry in entries:
                 seq += 1
@@ -138,30 +139,51 @@ class AuditLog:
             return
         peers = self.sink.recent_anchors() if hasattr(self.sink, "recent_anchors") else {}
         with self._lock:
-            seq = self._seq + 1
-            witnessed = [
-                {"writer": name, "seq": str(s), "hash": h}
-                for name, (s, h) in sorted(peers.items())
-                if name != self.writer
-            ]
-            entry: dict[str, Any] = {
-                "seq": str(seq),
-                "prev_hash": self._prev,
-                "hash": "",
-                "writer": self.writer,
-                "time": _rfc3339(datetime.now(UTC)),
-                "anchor": {
-                    "final": final,
-                    "witnessed": witnessed,
-                    "key_id": self.signer.key_id,
-                    "signature": "",
-                },
-            }
+            self._append_anchor({"final": final}, peers)
+
+    def _append_anchor(
+        self, flags: dict[str, bool], peers: dict[str, tuple[int, str]] | None = None
+    ) -> None:
+        """Chain, sign (when a key is given) and append one anchor; the caller holds the
+        lock. ``flags``: final, segment_start or segment_end (only those set are written,
+        so an anchor's bytes stay what they were before segments)."""
+        seq = self._seq + 1
+        witnessed = [
+            {"writer": name, "seq": str(s), "hash": h}
+            for name, (s, h) in sorted((peers or {}).items())
+            if name != self.writer
+        ]
+        entry: dict[str, Any] = {
+            "seq": str(seq),
+            "prev_hash": self._prev,
+            "hash": "",
+            "writer": self.writer,
+            "time": _rfc3339(datetime.now(UTC)),
+            "anchor": {
+                "final": flags.get("final", False),
+                "witnessed": witnessed,
+                "key_id": self.signer.key_id if self.signer is not None else "",
+                "signature": "",
+                **{k: True for k in ("segment_start", "segment_end") if flags.get(k)},
+            },
+        }
+        if self.signer is not None:
             entry["anchor"]["signature"] = self.signer.sign(entry)
-            entry["hash"] = entry_hash(entry)
-            self.sink.append(canonical(entry).decode())
-            self._seq, self._prev = seq, entry["hash"]
-            self.last_anchor = (seq, time.time())
+        entry["hash"] = entry_hash(entry)
+        self.sink.append(canonical(entry).decode())
+        self._seq, self._prev = seq, entry["hash"]
+        self.last_anchor = (seq, time.time())
+
+    def _next_segment(self) -> None:
+        """A rotated file log (the caller holds the lock): when the sink's segment is full,
+        or another process has begun a new one, close this writer's part of the old segment
+        with an anchor, move to the new segment and begin it with an anchor to the head."""
+        moved = getattr(self.sink, "segment_moved", None)
+        if moved is None or not moved():
+            return
+        self._append_anchor({"segment_end": True})
+        self.sink.next_segment()  # type: ignore[attr-defined]
+        self._append_anchor({"segment_start": True})
 
     def _anchor_loop(self) -> None:
         """Every ``anchor_seconds``: an anchor, when the chain has grown since the last."""

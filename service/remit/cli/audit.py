@@ -99,8 +99,13 @@ def _verify(args: argparse.Namespace) -> int:
         state = f"broken at line {w.line}: {w.problem}" if w.problem else "chain intact"
         if w.gaps:
             state += f", {w.dropped} entries lost in {w.gaps} gap(s)"
+        if w.continued:
+            state += f", from seq {w.first_seq} (goes on from an earlier segment)"
         if w.anchors and not w.problem:
-            state += ", closed" if w.closed else f", open: {w.unanchored} entries unanchored"
+            if w.segment_ended:
+                state += ", segment ended (goes on in the next segment)"
+            else:
+                state += ", closed" if w.closed else f", open: {w.unanchored} entries unanchored"
         print(
             f"  writer {name}: {w.entries} entries to seq {w.last_seq}, "
             f"{w.anchors} anchor(s), {state}"

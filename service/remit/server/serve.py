@@ -339,7 +339,7 @@ def serve_forever(config: Config) -> int:
         return 4
     try:
         audit = AuditLog(
-            sink_from_spec(config.audit_sink),
+            sink_from_spec(config.audit_sink, config.audit_rotate_bytes),
             config.audit_mode,
             Pseudonymiser(bytes.fromhex(config.audit_hmac_key) if config.audit_hmac_key else None),
             writer=writer_id(config.audit_writer, config.worker_index),

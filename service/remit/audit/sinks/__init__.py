@@ -11,13 +11,13 @@ from remit.audit.sinks.redis_stream import RedisStreamSink
 from remit.audit.sinks.stdout import StreamSink
 
 
-def sink_from_spec(spec: str) -> Sink:
+def sink_from_spec(spec: str, rotate_bytes: int = 0) -> Sink:
     """``stdout`` | ``file:PATH`` | ``redis:URL`` (stream key remit:audit, or URL#stream) |
     ``postgresql://…`` (the table remit_decision_log)."""
     if spec in ("", "stdout"):
         return StreamSink()
     if spec.startswith("file:"):
-        return FileSink(Path(spec.removeprefix("file:")))
+        return FileSink(Path(spec.removeprefix("file:")), rotate_bytes)
     if spec.startswith("redis:") or spec.startswith("rediss:"):
         url, _, stream = spec.partition("#")
         url = url.removeprefix("redis:") if url.startswith("redis:redis") else url

@@ -12,12 +12,62 @@ from remit.audit.sinks.base import latest_anchors
 
 
 class FileSink:
-    """An append-only file; every entry is flushed and fsync'd before ``append`` returns."""
+    """An append-only file; every entry is flushed and fsync'd before ``append`` returns.
 
-    def __init__(self, path: Path) -> None:
+    ``rotate_bytes`` (REMIT_AUDIT_ROTATE_BYTES, 0: never): once the file has grown to that
+    size, the writer's next group goes to a new segment: the full file is renamed
+    ``NAME.000001`` (then ``.000002`` …: the numbers sort in the order written) and a new
+    ``NAME`` begun. Several processes may share the file: one renames it (under an flock
+    on ``NAME.lock``), the others notice that ``NAME`` is another file and follow. Every
+    writer ends its part of the old segment with an anchor and begins the new one with an
+    anchor to its head (:meth:`AuditLog._next_segment`), so each segment verifies alone."""
+
+    def __init__(self, path: Path, rotate_bytes: int = 0) -> None:
         self.path = path
+        self.rotate_bytes = rotate_bytes
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    def segment_moved(self) -> bool:
+        """Whether the next group belongs in a new segment: this one is full, or another
+        process has begun the next (one fstat and one stat per group, when rotating)."""
+        if not self.rotate_bytes:
+            return False
+        mine = os.fstat(self._fd)
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return current.st_ino != mine.st_ino or mine.st_size >= self.rotate_bytes
+
+    def next_segment(self) -> None:
+        """Move to the new segment: rename the full file unless another process already
+        has, and open the new one."""
+        import fcntl
+
+        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            mine = os.fstat(self._fd)
+            try:
+                same = os.stat(self.path).st_ino == mine.st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # no one has rotated it yet
+                os.rename(self.path, self._segment_name(len(segments(self.path))))
+                dir_fd = os.open(self.path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)  # the rename is durable before the new segment's lines
+                finally:
+                    os.close(dir_fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        finally:
+            os.close(lock)  # releases the flock
+        os.close(self._fd)
+        self._fd = fd
+
+    def _segment_name(self, rotated: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{rotated + 1:06d}")
 
     def last(self) -> tuple[int, str]:
         """(seq, hash) of the last entry, read from the file's tail: start-up costs the same
@@ -71,6 +121,16 @@ def last_entry(path: Path, block: int = 1 << 16) -> dict[str, Any] | None:
                         return entry
             tail = lines[0] if start > 0 else b""
     return None
+
+
+def segments(path: Path) -> list[Path]:
+    """The rotated segments of the log file ``path``, oldest first (without ``path``)."""
+    found = [
+        p
+        for p in path.parent.glob(path.name + ".*")
+        if p.suffix[1:].isdigit() and len(p.suffix) == 7
+    ]
+    return sorted(found)
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:

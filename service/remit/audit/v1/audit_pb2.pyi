@@ -215,12 +215,23 @@ class Anchor(_message.Message):
     WITNESSED_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    SEGMENT_START_FIELD_NUMBER: _builtins.int
+    SEGMENT_END_FIELD_NUMBER: _builtins.int
     final: _builtins.bool
     """The writer's closing anchor, written at shutdown: nothing of this writer follows it."""
     key_id: _builtins.str
     """First 16 hex characters of the SHA-256 of the signing key's raw public key."""
     signature: _builtins.str
     """Base64 Ed25519 signature."""
+    segment_start: _builtins.bool
+    """This anchor begins the writer's part of a new segment of a rotated file log
+    (REMIT_AUDIT_ROTATE_BYTES): its seq - 1 and prev_hash are the writer's head in the
+    previous segment, so the segment verifies on its own, and on from the previous one.
+    """
+    segment_end: _builtins.bool
+    """This anchor ends the writer's part of a segment that was rotated: the writer goes on
+    in the next segment (a segment verified on its own counts the writer as closed there).
+    """
     @_builtins.property
     def witnessed(self) -> _containers.RepeatedCompositeFieldContainer[Global___Witness]:
         """The latest anchor of every other writer found in the sink's tail when this one was
@@ -234,10 +245,12 @@ class Anchor(_message.Message):
         witnessed: _abc.Iterable[Global___Witness] | None = ...,
         key_id: _builtins.str = ...,
         signature: _builtins.str = ...,
+        segment_start: _builtins.bool = ...,
+        segment_end: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "key_id", b"key_id", "signature", b"signature", "witnessed", b"witnessed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "key_id", b"key_id", "segment_end", b"segment_end", "segment_start", b"segment_start", "signature", b"signature", "witnessed", b"witnessed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
