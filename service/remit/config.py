@@ -268,6 +268,13 @@ class Config:
     audit_rotate_bytes: int = _setting(
         env="REMIT_AUDIT_ROTATE_BYTES", parse=_int_between(0, 2**50), default=0
     )
+    # Best-effort mode: a directory for each writer name's high-water mark (a small mapped
+    # file), so the next process of the name records what a killed one left queued as a gap.
+    audit_state_dir: Path | None = _setting(  # noqa: RUF009
+        env="REMIT_AUDIT_STATE_DIR",
+        parse=lambda raw: Path(raw.strip()) if raw.strip() else None,
+        default=None,
+    )
     # Key for the HMAC of case references in the log (hex); unset = a per-process key.
     audit_hmac_key: str = _setting(env="REMIT_AUDIT_HMAC_KEY", parse=_hex_key, default="")
     # Replicas refuse bundles not signed by this Ed25519 public key (PEM), when set.

@@ -25,6 +25,7 @@ from remit.audit.entry import (
     writer_id,
 )
 from remit.audit.sinks.base import Sink
+from remit.audit.watermark import Watermark
 from remit.engine.authorise import Outcome
 
 log = logging.getLogger("remit.audit")
@@ -64,6 +65,7 @@ class AuditLog:
         signer: AnchorSigner | None = None,
         anchor_seconds: float = 60.0,
         group_window: float = 0.0,
+        watermark: Watermark | None = None,
     ) -> None:
         if mode not in ("strict", "best-effort"):
             raise ValueError(f"audit mode {mode!r}: strict or best-effort")
@@ -103,7 +105,20 @@ class AuditLog:
         self._leading = False
         # best-effort: entries lost (buffer full, sink failing) not yet recorded as a gap
         self._gap: dict[str, Any] | None = None
+        self._gap_writer = ""
         self._thread: threading.Thread | None = None
+        # best-effort: queued and accounted counts that outlive a kill -9 (watermark.py)
+        self.watermark = watermark if mode == "best-effort" else None
+        if self.watermark is not None and self.watermark.lost:
+            wm = self.watermark
+            log.warning(
+                "audit: the previous process of this writer name lost %d queued entries; "
+                "recorded as a gap entry",
+                wm.lost,
+            )
+            self._gap = {"dropped": wm.lost, "first": wm.lost_at, "last": wm.lost_at}
+            self._gap_writer = wm.lost_by
+            self._write_best_effort([])
         if mode == "best-effort":
             self._thread = threading.Thread(target=self._drain, name="remit-audit", daemon=True)
             self._thread.start()
@@ -215,6 +230,8 @@ class AuditLog:
         if self.mode == "strict":
             self._commit(entries)
             return
+        if self.watermark is not None:
+            self.watermark.queued(len(entries))
         for entry in entries:
             try:
                 self._queue.put_nowait(entry)
@@ -278,13 +295,16 @@ class AuditLog:
             gap, self._gap = self._gap, None
         if gap is None:
             return None
+        fields = {"dropped": str(gap["dropped"]), "first": gap["first"], "last": gap["last"]}
+        if self._gap_writer:  # the predecessor's loss: its own gap entry, naming it
+            fields["writer"], self._gap_writer = self._gap_writer, ""
         return {
             "seq": "0",
             "prev_hash": "",
             "hash": "",
             "writer": "",
             "time": _rfc3339(datetime.now(UTC)),
-            "gap": {"dropped": str(gap["dropped"]), "first": gap["first"], "last": gap["last"]},
+            "gap": fields,
         }
 
     def _write_best_effort(self, entries: list[dict[str, Any]]) -> None:
@@ -293,9 +313,13 @@ class AuditLog:
         group = [gap, *entries] if gap is not None else entries
         try:
             self._chain_and_write(group)
+            if self.watermark is not None:
+                self.watermark.accounted(len(entries) + (int(gap["gap"]["dropped"]) if gap else 0))
         except Exception as exc:
             log.error("audit sink failed (%s): entries dropped and counted", type(exc).__name__)
             with self._lock:  # the gap not written is still owed, with these entries
+                if gap is not None and "writer" in gap["gap"]:
+                    self._gap_writer = str(gap["gap"]["writer"])
                 if gap is not None:
                     owed = self._gap or {"dropped": 0, "last": gap["gap"]["last"]}
                     owed["dropped"] += int(gap["gap"]["dropped"])
@@ -343,3 +367,5 @@ class AuditLog:
             except Exception as exc:
                 log.error("audit closing anchor not written (%s)", type(exc).__name__)
         self.sink.close()
+        if self.watermark is not None:
+            self.watermark.close()

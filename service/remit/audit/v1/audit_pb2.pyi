@@ -180,20 +180,28 @@ class Gap(_message.Message):
     DROPPED_FIELD_NUMBER: _builtins.int
     FIRST_FIELD_NUMBER: _builtins.int
     LAST_FIELD_NUMBER: _builtins.int
+    WRITER_FIELD_NUMBER: _builtins.int
     dropped: _builtins.int
     first: _builtins.str
     """RFC 3339, UTC: when the first and the last of them were lost."""
     last: _builtins.str
+    writer: _builtins.str
+    """Set when the entries were another process's: the earlier writer of the same name
+    (REMIT_AUDIT_STATE_DIR), killed with these still queued; first and last are then when
+    its high-water mark last changed. Its count may exceed the loss by one group, never
+    fall short of it.
+    """
     def __init__(
         self,
         *,
         dropped: _builtins.int = ...,
         first: _builtins.str = ...,
         last: _builtins.str = ...,
+        writer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "first", b"first", "last", b"last"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "first", b"first", "last", b"last", "writer", b"writer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
