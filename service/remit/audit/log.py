@@ -10,8 +10,11 @@ Every writer (one process: a replica's worker, :func:`writer_id`) keeps its own 
 interleaved, and ``remit audit verify`` can still show, per writer, years later, that no
 entry was edited, dropped or inserted.
 
-Sinks: :class:`StreamSink` (JSON lines to stdout, the default), :class:`FileSink`
-(append-only file, fsync'd), :class:`RedisStreamSink` (XADD to a Redis Stream).
+This module gathers the package's parts under their old names: ``entry`` (fields, hash,
+writer id, pseudonym), ``anchors``, ``writer`` (:class:`AuditLog`), ``verify``, ``query`` and
+``report``, ``watermark``, and ``sinks/``: :class:`StreamSink` (JSON lines to stdout, the
+default), :class:`FileSink` (append-only file, fsync'd, optionally rotated),
+:class:`RedisStreamSink` (XADD to a Redis Stream), ``PostgresSink`` (a table).
 Durability (:class:`AuditLog`): ``strict`` writes before the answer is returned (a sink
 failure fails the call, never returns an unlogged decision); ``best-effort`` queues to a
 bounded buffer written by a background thread, and counts every drop.

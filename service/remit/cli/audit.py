@@ -8,7 +8,7 @@ import csv
 import itertools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,27 @@ def add_source(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--redis-url", default="", help="read the Redis stream instead")
     p.add_argument("--stream", default="remit:audit")
+
+
+def _reading(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command that reads the log: a log that cannot be read (a database or Redis that
+    refuses, a file that cannot be opened) is a one-line error, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        import psycopg
+        import redis
+
+        try:
+            return command(args)
+        except (psycopg.Error, redis.RedisError, OSError) as exc:
+            print(
+                f"remit audit {args.audit_command}: cannot read the log: "
+                f"{type(exc).__name__}: {str(exc).strip()}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+
+    return run
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -319,7 +340,7 @@ def register(sub: Any) -> None:
         help="with --public-key: accept writers without a closing anchor (still running or "
         "killed), reporting their unanchored entries",
     )
-    v.set_defaults(func=_verify)
+    v.set_defaults(func=_reading(_verify))
 
     q = asub.add_parser(
         "query",
@@ -333,7 +354,7 @@ def register(sub: Any) -> None:
         default="table",
         help="json: each matching entry as logged, one per line",
     )
-    q.set_defaults(func=_query)
+    q.set_defaults(func=_reading(_query))
 
     r = asub.add_parser(
         "report",
@@ -351,7 +372,7 @@ def register(sub: Any) -> None:
         help="a compiled policy directory whose version's words to quote (repeat for older "
         f"versions; default {DEFAULT_POLICY} when present)",
     )
-    r.set_defaults(func=_report)
+    r.set_defaults(func=_reading(_report))
 
     d = asub.add_parser(
         "init-db",
