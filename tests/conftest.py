@@ -23,6 +23,10 @@ from tests.support.sinks import MemorySink
 
 __all__ = ["GENERATED", "ROOT"]
 
+# postgres_server (one PostgreSQL of the tests' own per session) and postgres_db (a fresh
+# database on it)
+pytest_plugins = ["tests.support.postgres_server"]
+
 
 @pytest.fixture(scope="session")
 def policies() -> PolicySet:

@@ -165,11 +165,13 @@ def _optional_file(raw: str) -> Path | None:
 
 def _audit_sink(raw: str) -> str:
     spec = raw.strip() or "stdout"
-    if spec == "stdout" or spec.startswith(("file:", "redis:", "rediss:")):
+    if spec == "stdout" or spec.startswith(
+        ("file:", "redis:", "rediss:", "postgresql://", "postgres://")
+    ):
         if spec.startswith("file:") and not spec.removeprefix("file:"):
             raise ValueError("file: needs a path")
         return spec
-    raise ValueError("want stdout, file:PATH or redis:URL[#stream]")
+    raise ValueError("want stdout, file:PATH, redis:URL[#stream] or postgresql://URL")
 
 
 def _writer_name(raw: str) -> str:
@@ -292,6 +294,18 @@ class Config:
     # its write and fsync (0: only the calls that arrive while a write is in progress).
     audit_group_window_ms: int = _setting(
         env="REMIT_AUDIT_GROUP_WINDOW_MS", parse=_int_between(0, 100), default=0
+    )
+    # A file sink's segment size: once the file reaches this many bytes the next group goes
+    # to a new segment (the full one renamed NAME.000001, …); 0 = one file, never rotated.
+    audit_rotate_bytes: int = _setting(
+        env="REMIT_AUDIT_ROTATE_BYTES", parse=_int_between(0, 2**50), default=0
+    )
+    # Best-effort mode: a directory for each writer name's high-water mark (a small mapped
+    # file), so the next process of the name records what a killed one left queued as a gap.
+    audit_state_dir: Path | None = _setting(  # noqa: RUF009
+        env="REMIT_AUDIT_STATE_DIR",
+        parse=lambda raw: Path(raw.strip()) if raw.strip() else None,
+        default=None,
     )
     # Key for the HMAC of case references in the log (hex); unset = a per-process key.
     audit_hmac_key: str = _setting(

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from remit.audit.log import AnchorVerifier, read_lines, verify_lines
@@ -249,3 +250,73 @@ def test_kill_9_of_both_workers_loses_no_answered_decision_and_names_the_open_ch
     out = _verify(str(path), "--public-key", str(pub), "--allow-open")
     assert out.returncode == 0, out.stdout
     assert "entries unanchored" in out.stdout
+
+
+@pytest.mark.slow
+def test_kill_9_of_two_replicas_on_one_redis_stream_loses_no_answered_decision(
+    tmp_path: Path,
+) -> None:
+    """Two replicas, strict mode, one Redis stream, under load, both killed -9: every
+    answered decision is in the stream and each replica's chain verifies (open: a killed
+    writer writes no closing anchor)."""
+    key, pub = tmp_path / "audit.key", tmp_path / "audit.pub"
+    private, public = generate_keypair()
+    key.write_bytes(private)
+    pub.write_bytes(public)
+    redis_server = RedisServer(tmp_path).start()
+    servers: list[Server] = []
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def load(address: str) -> None:
+        with grpc.insecure_channel(address) as ch:
+            stub = pb_grpc.AuthorisationServiceStub(ch)
+            while not stop.is_set():
+                try:
+                    answered.append(stub.Authorise(EPO_ALLOW, timeout=5).decision_id)
+                except grpc.RpcError:
+                    if stop.is_set():
+                        return  # refused or cut by the kill: not answered
+
+    try:
+        for name in ("rep-a", "rep-b"):
+            servers.append(
+                Server(
+                    {
+                        "REMIT_AUDIT_SINK": redis_server.url,
+                        "REMIT_AUDIT_WRITER": name,
+                        "REMIT_AUDIT_SIGNING_KEY": str(key),
+                        "REMIT_AUDIT_ANCHOR_SECONDS": "1",
+                    }
+                )
+            )
+        for s in servers:
+            s.wait_serving()
+        threads = [
+            threading.Thread(target=load, args=(s.address,)) for s in servers for _ in range(3)
+        ]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(answered) < 400 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        for s in servers:  # mid-load, no warning
+            os.kill(s.proc.pid, signal.SIGKILL)
+        for t in threads:
+            t.join(30)
+        out = _verify("--redis-url", redis_server.url, "--public-key", str(pub), "--allow-open")
+        r = redis.Redis.from_url(redis_server.url)
+        rows = r.xrange("remit:audit")
+        r.close()
+    finally:
+        stop.set()
+        for s in servers:
+            s.kill()
+        redis_server.stop()
+    assert len(answered) >= 400
+    logged = {json.loads(fields[b"entry"]).get("decision_id") for _, fields in rows}
+    assert not set(answered) - logged  # 0 answered decisions missing
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "chain intact (2 writer(s))" in out.stdout
+    assert out.stdout.count("entries unanchored") == 2

@@ -362,9 +362,9 @@ def memoised(
     """``compute(version, prep, decision_id)``, memoised per shape of request: the answer
     (and its trace) of a prepared request depends only on the policy version, the decision,
     the actor's roles, those it covers and those that agree by acting, the area, the values
-    of the facts the decision's lines test, which of those the request carried and which it left open. A request of a
-    shape seen before gets that answer under its own decision id; a refusal (``compute``
-    raising) is never memoised."""
+    of the facts the decision's lines test, which of those the request carried and which it
+    left open. A request of a shape seen before gets that answer under its own decision id;
+    a refusal (``compute`` raising) is never memoised."""
     facts = _decision_facts(prep.policy, prep.decision)
     ctx, given = prep.ctx, prep.given
     shape: Hashable = (

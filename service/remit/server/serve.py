@@ -46,6 +46,7 @@ from remit.audit.log import (
     sink_from_spec,
     writer_id,
 )
+from remit.audit.watermark import Watermark
 from remit.config import Config, ConfigError
 from remit.distribution.holder import PolicyHolder
 from remit.distribution.source import SourceStatus, open_source
@@ -361,15 +362,18 @@ def serve_forever(config: Config) -> int:
         return 4
     try:
         audit = AuditLog(
-            sink_from_spec(config.audit_sink),
+            sink_from_spec(config.audit_sink, config.audit_rotate_bytes),
             config.audit_mode,
             Pseudonymiser(bytes.fromhex(config.audit_hmac_key) if config.audit_hmac_key else None),
-            writer=writer_id(config.audit_writer, config.worker_index),
+            writer=(writer := writer_id(config.audit_writer, config.worker_index)),
             signer=AnchorSigner.from_file(config.audit_signing_key)
             if config.audit_signing_key
             else None,
             anchor_seconds=config.audit_anchor_seconds,
             group_window=config.audit_group_window_ms / 1000,
+            watermark=Watermark(config.audit_state_dir, writer)
+            if config.audit_state_dir and config.audit_mode == "best-effort"
+            else None,
         )
         if audit.pseudonymise.ephemeral:
             log.log(*key_notice(config))

@@ -180,20 +180,28 @@ class Gap(_message.Message):
     DROPPED_FIELD_NUMBER: _builtins.int
     FIRST_FIELD_NUMBER: _builtins.int
     LAST_FIELD_NUMBER: _builtins.int
+    WRITER_FIELD_NUMBER: _builtins.int
     dropped: _builtins.int
     first: _builtins.str
     """RFC 3339, UTC: when the first and the last of them were lost."""
     last: _builtins.str
+    writer: _builtins.str
+    """Set when the entries were another process's: the earlier writer of the same name
+    (REMIT_AUDIT_STATE_DIR), killed with these still queued; first and last are then when
+    its high-water mark last changed. Its count may exceed the loss by one group, never
+    fall short of it.
+    """
     def __init__(
         self,
         *,
         dropped: _builtins.int = ...,
         first: _builtins.str = ...,
         last: _builtins.str = ...,
+        writer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "first", b"first", "last", b"last"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "first", b"first", "last", b"last", "writer", b"writer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -215,12 +223,23 @@ class Anchor(_message.Message):
     WITNESSED_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    SEGMENT_START_FIELD_NUMBER: _builtins.int
+    SEGMENT_END_FIELD_NUMBER: _builtins.int
     final: _builtins.bool
     """The writer's closing anchor, written at shutdown: nothing of this writer follows it."""
     key_id: _builtins.str
     """First 16 hex characters of the SHA-256 of the signing key's raw public key."""
     signature: _builtins.str
     """Base64 Ed25519 signature."""
+    segment_start: _builtins.bool
+    """This anchor begins the writer's part of a new segment of a rotated file log
+    (REMIT_AUDIT_ROTATE_BYTES): its seq - 1 and prev_hash are the writer's head in the
+    previous segment, so the segment verifies on its own, and on from the previous one.
+    """
+    segment_end: _builtins.bool
+    """This anchor ends the writer's part of a segment that was rotated: the writer goes on
+    in the next segment (a segment verified on its own counts the writer as closed there).
+    """
     @_builtins.property
     def witnessed(self) -> _containers.RepeatedCompositeFieldContainer[Global___Witness]:
         """The latest anchor of every other writer found in the sink's tail when this one was
@@ -234,10 +253,12 @@ class Anchor(_message.Message):
         witnessed: _abc.Iterable[Global___Witness] | None = ...,
         key_id: _builtins.str = ...,
         signature: _builtins.str = ...,
+        segment_start: _builtins.bool = ...,
+        segment_end: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "key_id", b"key_id", "signature", b"signature", "witnessed", b"witnessed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "key_id", b"key_id", "segment_end", b"segment_end", "segment_start", b"segment_start", "signature", b"signature", "witnessed", b"witnessed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
