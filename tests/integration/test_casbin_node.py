@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 from remit.model.conditions import FactValue
-from remit.model.policy import CouncilPolicy, PolicySet
+from remit.model.policy import CouncilPolicy, Decision, PolicySet
+from remit.tools.reference import casbin_requests
 
 from tests.conftest import ROOT
-from tests.unit.test_differential import _councils, boundary_corpus, engine_answer
+from tests.unit.test_differential import _councils, _wire_request, boundary_corpus, engine_answer
 
 CASBIN_VERSION = "5.51.1"  # the version scripts/test installs
 PREFIX = ROOT / ".tools"
@@ -83,18 +84,48 @@ def run_node(
     return answers
 
 
+def _first(policy: CouncilPolicy, decision: Decision, got: list[Any]) -> Any:
+    """Of one request's per-role answers, the one whose deciding line Casbin reaches first
+    (priority, then file order), as the reference combines them; a deny when none matched."""
+    order = {line.rule: k for k, line in reversed(list(enumerate(decision.lines)))}
+    matched = [a for a in got if "error" in a or a["rule"]]
+    if not matched:
+        return got[0]
+    errors = [a for a in matched if "error" in a]
+    if errors:
+        return errors[0]
+    return min(matched, key=lambda a: order[a["rule"]])
+
+
 def _check_council(policy: CouncilPolicy, tmp: Path, *, per_decision: bool, every: int) -> None:
     """Every ``every``-th boundary request of the council through node: effect and rule
     must be the engine's on each; prints the count."""
     corpus = list(boundary_corpus(policy))[::every]
-    requests = [
-        {"id": i, "decision": d.id, "role": role, "area": area, "ctx": _json(ctx)}
-        for i, (d, _, role, area, ctx) in enumerate(corpus)
-    ]
+    # each boundary as Casbin is asked it (the reference's documented derivation from the
+    # wire request: held functions as roles, the recorded sets widened, the actor's own
+    # agreement, an all-areas post's one area): one node row per Casbin role
+    requests: list[dict[str, Any]] = []
+    rows: list[list[int]] = []
+    for b in corpus:
+        asked = casbin_requests(policy, _wire_request(policy, b))
+        rows.append([])
+        for role in asked.roles:
+            rows[-1].append(len(requests))
+            requests.append(
+                {
+                    "id": len(requests),
+                    "decision": asked.decision,
+                    "role": role,
+                    "area": asked.area,
+                    "ctx": _json(dict(asked.ctx)),
+                }
+            )
     answers = run_node(policy, requests, tmp, per_decision=per_decision)
     disagree = []
     allowed = 0
-    for b, req, got in zip(corpus, requests, answers, strict=True):
+    for b, ids in zip(corpus, rows, strict=True):
+        got = _first(policy, b[0], [answers[i] for i in ids])
+        req = requests[ids[0]]
         want_allowed, want_rule = engine_answer(policy, b)
         allowed += want_allowed
         if "error" in got or (got["effect"] == "allow", got["rule"]) != (want_allowed, want_rule):

@@ -173,7 +173,10 @@ def test_check_permitted_lists_what_the_actor_may_decide(channel: grpc.Channel) 
     out = _run("check", "--council", "torbay", "--role", "team_manager", "--permitted", *facts)
     assert out.returncode == 0, out.stderr
     assert "s17_payment (2.4, rule 2.4-tm)" in out.stdout
-    assert "missing_over_24_hours (6.18b, rule 6.18b-tm) — only with the agreement" in out.stdout
+    assert (
+        "missing_over_24_hours (6.18b, rule 6.18b-tm-hos) — only with the agreement of the Head"
+        in out.stdout
+    )
     js = _run(
         "check", "--council", "torbay", "--role", "team_manager", "--permitted", "--json", *facts
     )
