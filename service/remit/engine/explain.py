@@ -159,10 +159,12 @@ def _term_message(
     if spec.type is FactType.ROLES:
         text = f"{who} {words} ({ref})"
         if term.fact == "concurring_roles" and term.op == "has" and term.value in actor_roles:
-            # the row asks for the agreement of a post the actor holds (an inherited row)
+            # a membership or function the actor holds: only line posts agree by acting
+            # (engine.trace.walk), so the row asks for another holder's agreement
+            title = policy.roles[str(term.value)].title
             text += (
-                f"; the {policy.roles[str(term.value)].title} is the actor's own post: "
-                "the agreement is recorded in concurring_roles"
+                f"; the actor's own {title} role does not stand for the one the row names: "
+                f"another {title}'s agreement is recorded in concurring_roles"
             )
         elif not tt.given:
             text += "; not recorded in the request"

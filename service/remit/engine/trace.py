@@ -216,28 +216,22 @@ def permission_posts(decision: Decision) -> tuple[str, ...]:
     )
 
 
+def _area_line_for(line: Line, roles: frozenset[str] | None) -> bool:
+    """An area-limited line that one of ``roles`` (None: any actor) could meet."""
+    return line.area != "*" and (
+        roles is None or line.matching_roles is None or bool(line.matching_roles & roles)
+    )
+
+
 def area_limited(decision: Decision, roles: frozenset[str] | None = None) -> bool:
     """Whether an area-limited line of the decision could match one of ``roles`` (None:
     any actor): only then does the area a decision is taken in matter."""
-    return any(
-        line.area != "*"
-        and (roles is None or line.matching_roles is None or bool(line.matching_roles & roles))
-        for line in decision.lines
-    )
+    return any(_area_line_for(line, roles) for line in decision.lines)
 
 
 def decision_areas(decision: Decision, roles: frozenset[str]) -> tuple[str, ...]:
     """The areas of the decision's area-limited lines one of ``roles`` could meet, sorted."""
-    return tuple(
-        sorted(
-            {
-                line.area
-                for line in decision.lines
-                if line.area != "*"
-                and (line.matching_roles is None or bool(line.matching_roles & roles))
-            }
-        )
-    )
+    return tuple(sorted({line.area for line in decision.lines if _area_line_for(line, roles)}))
 
 
 def _shown(value: FactValue | None) -> object:
